@@ -1,0 +1,3 @@
+from guardmatch.cli.main import app
+
+app()
