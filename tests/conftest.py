@@ -1,0 +1,43 @@
+"""Shared fixtures: the real datasets in ../shared/data, the packaged MiniLM, tiny random models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """``$GUARDMATCH_DATA_DIR`` or ``../shared/data`` next to the repository, if present."""
+    env = os.environ.get("GUARDMATCH_DATA_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO_ROOT.parent / "shared" / "data")
+    for path in candidates:
+        if (path / "wildguardmix").is_dir():
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real datasets; tests that need them skip (with the reason) where they are absent."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("real datasets not found: set GUARDMATCH_DATA_DIR or provide ../shared/data")
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline_and_small():
+    """Tests never touch the network and stay polite on a 2-core machine."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    yield
