@@ -1,0 +1,327 @@
+"""``GuardClassifier``: a Hugging Face encoder, masked mean pooling and one or more MLP heads.
+
+The artifact is separate from the training loop (as in SetFit): a directory holding
+``guardmatch.json`` (task, labels, threshold, temperature, max length, encoder, provenance),
+``model.safetensors`` (encoder and heads), ``encoder/config.json`` and the tokenizer files.
+Never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+from guardmatch.data.example import LABEL_NAMES, Task
+from guardmatch.encoders import resolve_encoder
+
+CONFIG_NAME = "guardmatch.json"
+WEIGHTS_NAME = "model.safetensors"
+ENCODER_DIR = "encoder"
+
+
+class GuardClassifierConfig(BaseModel):
+    """Everything needed to rebuild a classifier and use it the way it was trained."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encoder: str = Field(description="encoder alias, Hub id or path it was initialised from")
+    task: Task = Task.PROMPT
+    labels: list[str] = Field(default_factory=lambda: list(LABEL_NAMES))
+    num_heads: int = Field(1, ge=1)
+    num_outputs: int = Field(2, ge=2, description="head outputs (C, or C+1 with a virtual class)")
+    max_length: int = Field(256, ge=8)
+    head_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="P(harmful) at or above which we flag")
+    temperature: float = Field(1.0, gt=0.0, description="logit temperature fitted by calibration")
+    calibration: dict[str, Any] = Field(default_factory=dict)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+
+class ClassificationHead(nn.Sequential):
+    """``Dropout → Linear(d, d) → GELU → Linear(d, C)`` as in USB's NLP heads."""
+
+    def __init__(self, hidden: int, outputs: int, dropout: float):
+        super().__init__(nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, outputs))
+
+
+def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of token states where ``attention_mask`` is 1: ``[N, T, d] -> [N, d]``."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-6)
+
+
+class GuardClassifier(nn.Module):
+    """Binary harm classifier for prompts (``task=prompt``) or prompt+response pairs (``task=response``).
+
+    ``forward`` returns logits shaped ``[H, N, C']`` (H heads); :meth:`predict_proba` returns the
+    calibrated P(harmful) from the mean of the heads' logits.
+    """
+
+    def __init__(self, config: GuardClassifierConfig, encoder: nn.Module, tokenizer: PreTrainedTokenizerBase):
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        hidden = int(encoder.config.hidden_size)
+        self.heads = nn.ModuleList(
+            ClassificationHead(hidden, config.num_outputs, config.head_dropout) for _ in range(config.num_heads)
+        )
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_encoder(
+        cls,
+        encoder: str = "minilm",
+        *,
+        task: Task | str = Task.PROMPT,
+        num_heads: int = 1,
+        num_outputs: int = 2,
+        max_length: int = 256,
+        head_dropout: float = 0.1,
+        seed: int | None = None,
+        tokenizer: str | Path | None = None,
+        encoder_config: Any = None,
+    ) -> "GuardClassifier":
+        """A new classifier on a pretrained encoder (alias like ``minilm``, Hub id or path).
+
+        ``encoder_config`` (a transformers config) builds a randomly initialised encoder instead,
+        which is how tests exercise e.g. the DeBERTa-v3 path offline.
+        """
+        if seed is not None:
+            torch.manual_seed(seed)
+        source = resolve_encoder(encoder)
+        tok = AutoTokenizer.from_pretrained(resolve_encoder(tokenizer) if tokenizer else source)
+        if encoder_config is not None:
+            enc = AutoModel.from_config(encoder_config)
+        else:
+            enc = AutoModel.from_pretrained(source)
+        config = GuardClassifierConfig(
+            encoder=str(encoder),
+            task=Task(task),
+            num_heads=num_heads,
+            num_outputs=num_outputs,
+            max_length=min(max_length, _model_max_length(tok, enc)),
+            head_dropout=head_dropout,
+        )
+        return cls(config, enc, tok)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "GuardClassifier":
+        """Load a classifier saved by :meth:`save_pretrained` (a local directory)."""
+        path = Path(path)
+        cfg_file = path / CONFIG_NAME
+        if not cfg_file.exists():
+            raise FileNotFoundError(f"{path} is not a guardmatch model directory (no {CONFIG_NAME})")
+        config = GuardClassifierConfig.model_validate_json(cfg_file.read_text())
+        enc_config = AutoConfig.from_pretrained(path / ENCODER_DIR)
+        encoder = AutoModel.from_config(enc_config)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = cls(config, encoder, tokenizer)
+        state = load_file(path / WEIGHTS_NAME)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        # Some encoders register non-persistent buffers (e.g. position ids); anything else is an error.
+        missing = [k for k in missing if not k.endswith("position_ids")]
+        if missing or unexpected:
+            raise ValueError(f"{path / WEIGHTS_NAME}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        model.eval()
+        return model
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write config (JSON), weights (safetensors), encoder config and tokenizer to ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / CONFIG_NAME).write_text(self.config.model_dump_json(indent=2))
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(_dedupe_shared(state), str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+        self.encoder.config.save_pretrained(path / ENCODER_DIR)
+        self.tokenizer.save_pretrained(path)
+        return path
+
+    # ------------------------------------------------------------------ forward
+    @property
+    def task(self) -> Task:
+        return self.config.task
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Masked mean of the encoder's last hidden states: ``[N, d]``."""
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        if "token_type_ids" in kwargs and getattr(self.encoder.config, "type_vocab_size", 2) < 2:
+            kwargs.pop("token_type_ids")
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        return masked_mean(out.last_hidden_state, attention_mask)
+
+    def head_logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        """All heads on pooled features: ``[H, N, C']``."""
+        return torch.stack([head(pooled) for head in self.heads])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self.head_logits(self.pooled(input_ids, attention_mask, **kwargs))
+
+    def class_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[H, N, C']`` -> ``[N, C]``: mean over heads, any virtual class dropped."""
+        return logits[..., : self.config.num_classes].mean(0)
+
+    # ------------------------------------------------------------------ tokenization
+    def tokenize(
+        self, prompts: Sequence[str], responses: Sequence[str] | None = None, *, padding: bool | str = True
+    ) -> dict[str, torch.Tensor]:
+        """Tokenize prompts, or (prompt, response) pairs for the response task.
+
+        Pairs are truncated prompt-first: the response keeps as many tokens as fit, then the prompt
+        gets what is left (it is cut from its end), so a long prompt never hides the response.
+        """
+        return tokenize_inputs(self.tokenizer, prompts, responses, self.config.max_length, padding=padding)
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict_logits(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str] | None = None,
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Class logits ``[N, C]`` (mean of heads, before temperature), in input order.
+
+        Batches are formed from length-sorted inputs (much faster on CPU), then unsorted.
+        """
+        prompts = list(prompts)
+        if responses is not None:
+            responses = list(responses)
+            if len(responses) != len(prompts):
+                raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        elif self.config.task is Task.RESPONSE:
+            raise ValueError("this is a response classifier: pass responses=[...] with the prompts")
+        n = len(prompts)
+        if n == 0:
+            return np.zeros((0, self.config.num_classes), dtype=np.float32)
+        lengths = [len(p) + (len(responses[i]) if responses is not None else 0) for i, p in enumerate(prompts)]
+        order = np.argsort(lengths, kind="stable")
+        out = np.zeros((n, self.config.num_classes), dtype=np.float32)
+        was_training = self.training
+        self.eval()
+        batches = range(0, n, batch_size)
+        if progress:
+            from rich.progress import track
+
+            batches = track(batches, description="scoring", total=(n + batch_size - 1) // batch_size)
+        try:
+            for start in batches:
+                idx = order[start : start + batch_size]
+                enc = self.tokenize(
+                    [prompts[i] for i in idx], [responses[i] for i in idx] if responses is not None else None
+                )
+                enc = {k: v.to(self.device) for k, v in enc.items()}
+                out[idx] = self.class_logits(self(**enc)).float().cpu().numpy()
+        finally:
+            self.train(was_training)
+        return out
+
+    def predict_proba(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str] | None = None,
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Calibrated P(harmful) per input, shape ``[N]``."""
+        logits = self.predict_logits(prompts, responses, batch_size=batch_size, progress=progress)
+        return probs_from_logits(logits, self.config.temperature)
+
+    def predict(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str] | None = None,
+        *,
+        threshold: float | None = None,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """0/1 labels (1 = harmful) at the model's threshold (or ``threshold``)."""
+        thr = self.config.threshold if threshold is None else threshold
+        return (self.predict_proba(prompts, responses, batch_size=batch_size) >= thr).astype(np.int64)
+
+
+def probs_from_logits(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """P(harmful) = softmax(logits / T)[:, 1] for ``[N, C]`` logits."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e[:, 1] / e.sum(axis=1)).astype(np.float64)
+
+
+def tokenize_inputs(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    responses: Sequence[str] | None,
+    max_length: int,
+    *,
+    padding: bool | str = True,
+    return_tensors: str | None = "pt",
+) -> dict[str, Any]:
+    """Tokenize single texts, or pairs truncated prompt-first (see :meth:`GuardClassifier.tokenize`)."""
+    prompts = list(prompts)
+    if responses is None:
+        return tokenizer(
+            prompts, truncation=True, max_length=max_length, padding=padding, return_tensors=return_tensors
+        )
+    responses = list(responses)
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    p_enc = tokenizer(prompts, add_special_tokens=False, return_offsets_mapping=True)
+    r_enc = tokenizer(responses, add_special_tokens=False, return_offsets_mapping=True)
+    cut_prompts, cut_responses = [], []
+    for i, (prompt, response) in enumerate(zip(prompts, responses)):
+        p_off, r_off = p_enc["offset_mapping"][i], r_enc["offset_mapping"][i]
+        r_keep = min(len(r_off), budget - 1)  # at least one prompt token stays
+        p_keep = min(len(p_off), budget - r_keep)
+        cut_prompts.append(prompt[: p_off[p_keep - 1][1]] if p_keep > 0 and p_off else prompt[:0])
+        cut_responses.append(response[: r_off[r_keep - 1][1]] if r_keep > 0 and r_off else response[:0])
+    # Re-tokenizing text cut at token boundaries gives the same tokens; "longest_first" is only a
+    # safety net for tokenizers whose pieces change at a cut.
+    return tokenizer(
+        cut_prompts,
+        cut_responses,
+        truncation="longest_first",
+        max_length=max_length,
+        padding=padding,
+        return_tensors=return_tensors,
+    )
+
+
+def _model_max_length(tokenizer: PreTrainedTokenizerBase, encoder: nn.Module) -> int:
+    limits = [getattr(encoder.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    limits = [int(x) for x in limits if isinstance(x, int) and 0 < x < 100_000]
+    return min(limits) if limits else 512
+
+
+def _dedupe_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors sharing memory (tied weights): store a copy of each duplicate."""
+    seen: dict[int, str] = {}
+    out = {}
+    for k, v in state.items():
+        ptr = v.data_ptr()
+        out[k] = v.clone() if ptr in seen and v.numel() > 0 else v
+        seen.setdefault(ptr, k)
+    return out
+
+
+def load_config(path: str | Path) -> GuardClassifierConfig:
+    """Read only the JSON config of a saved model (cheap; no weights)."""
+    return GuardClassifierConfig.model_validate(json.loads((Path(path) / CONFIG_NAME).read_text()))
