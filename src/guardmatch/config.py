@@ -1,0 +1,157 @@
+"""Typed, validated run configuration (pydantic), loadable from YAML, with flag overrides.
+
+Defaults reproduce USB's NLP settings (ALGORITHMS.md) where they apply; ``configs/*.yaml`` hold
+named setups (quickstart, paper, paper_cpu).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from guardmatch.data.example import Task
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where labels and unlabeled text come from, and how the labeled budget is drawn."""
+
+    task: Task = Task.PROMPT
+    train: str = Field("wildguardtrain", description="dataset name (see `guardmatch data list`) or a file path")
+    train_format: str | None = Field(None, description="file format when `train` is a path (auto-detected)")
+    data_dir: str | None = Field(None, description="local data root (else $GUARDMATCH_DATA_DIR, ../shared/data)")
+    allow_hub: bool = True
+    labels: int | Literal["all"] = Field(200, description="labeled budget drawn from `train`; the rest is unlabeled")
+    strategy: Literal["stratified", "balanced"] = "stratified"
+    validation: int = Field(0, ge=0, description="validation examples, counted against the budget")
+    extra_unlabeled: list[str] = Field(default_factory=list, description="more unlabeled sources (labels hidden)")
+    unlabeled_limit: int | None = Field(None, ge=1, description="cap on the unlabeled pool (seeded sample)")
+    suite: str | None = Field("auto", description="test suite evaluated after training: prompt, response, none")
+    on_overlap: Literal["error", "drop"] = Field(
+        "drop", description="train rows whose text is also in a test set: drop them (reported) or stop"
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _positive(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 2:
+            raise ValueError("the labeled budget must be at least 2 (or 'all')")
+        return v
+
+    def suite_name(self) -> str | None:
+        if self.suite in (None, "none", ""):
+            return None
+        return self.task.value if self.suite == "auto" else self.suite
+
+
+class ModelConfig(_Strict):
+    encoder: str = Field("minilm", description="encoder alias (minilm, deberta-v3-base, mpnet), Hub id or path")
+    tokenizer: str | None = None
+    max_length: int = Field(256, ge=8)
+    head_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    init_from: str | None = Field(None, description="start from a saved guardmatch model directory instead")
+
+
+class OptimConfig(_Strict):
+    lr: float = Field(5e-5, gt=0)
+    head_lr: float | None = Field(None, gt=0, description="learning rate of the heads (default: lr)")
+    weight_decay: float = Field(5e-4, ge=0)
+    layer_decay: float = Field(0.75, gt=0, le=1.0, description="layer-wise lr decay (1 = none)")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_steps: int = Field(300, ge=1)
+    batch_size: int = Field(8, ge=1, description="labeled batch B per process")
+    mu: int = Field(1, ge=1, description="unlabeled batch = mu * B")
+    grad_clip: float | None = Field(1.0, gt=0)
+    eval_batch_size: int = Field(64, ge=1)
+
+
+class ViewsConfig(_Strict):
+    """Strong views come from an augmentation cache (see `guardmatch augment`)."""
+
+    cache: str | None = Field(None, description="view cache directory, or augmenter name under cache_dir")
+    cache_dir: str | None = Field(None, description="cache root (else $GUARDMATCH_CACHE_DIR, ~/.cache/guardmatch)")
+    min_coverage: float = Field(1.0, ge=0, le=1, description="fraction of the pool that must have views")
+
+
+class TrainConfig(_Strict):
+    """One training run: data, model, algorithm, optimisation, bookkeeping."""
+
+    output_dir: str = "runs/run"
+    seed: int = 0
+    algorithm: str = "supervised"
+    algorithm_params: dict[str, Any] = Field(default_factory=dict)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    views: ViewsConfig = Field(default_factory=ViewsConfig)
+    mode: Literal["full", "top_layers", "frozen"] = Field(
+        "full", description="full fine-tuning, fine-tune the top N layers from cached states, or heads only"
+    )
+    top_layers: int = Field(2, ge=1)
+    feature_cache_dir: str | None = None
+    eval_every: int = Field(0, ge=0, description="validate every N steps (0: only at the end)")
+    save_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_every: int = Field(10, ge=1)
+    threads: int | None = Field(None, ge=1)
+    resume: bool = Field(True, description="continue from the newest checkpoint in output_dir if any")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate; the message names the key and the file."""
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        got = e.get("input")
+        got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  - {loc}: {e['msg']}{got_s}")
+    return "\n".join(lines)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    return data
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """``set_dotted(d, "optim.lr", 1e-4)`` sets ``d["optim"]["lr"]``."""
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {dotted!r}: {p!r} is not a section")
+    node[parts[-1]] = value
+
+
+def build_config(model_cls: type[BaseModel], path: str | Path | None = None, overrides: dict[str, Any] | None = None):
+    """Validate YAML (optional) plus dotted overrides (flags) into ``model_cls``; raise ConfigError."""
+    data = load_yaml(path) if path else {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            set_dotted(data, key, value)
+    try:
+        return model_cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path) if path else "command-line options")) from None
+
+
+def load_train_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    return build_config(TrainConfig, path, overrides)
