@@ -43,6 +43,7 @@ class SplitManifest(BaseModel):
     unlabeled_ids: list[str] = Field(default_factory=list)
     extra_unlabeled_ids: list[str] = Field(default_factory=list)
     label_counts: dict[str, dict[str, int]] = Field(default_factory=dict)
+    label_hash: str = ""  # sha256 of the labeled + validation labels: detects relabeled sources
     content_hash: str = ""
 
     def compute_hash(self) -> str:
@@ -102,9 +103,9 @@ class Split:
                 raise SplitError(f"split manifest: labeled example {ex.id!r} has no label in the examples given")
         unlabeled = [ex.unlabeled() for ex in pick(manifest.unlabeled_ids, by_id, "unlabeled")]
         unlabeled += [ex.unlabeled() for ex in pick(manifest.extra_unlabeled_ids, extra_by_id, "extra unlabeled")]
-        counts = {"labeled": _counts(labeled), "validation": _counts(validation)}
-        recorded = {k: manifest.label_counts.get(k) for k in counts}
-        if all(v is not None for v in recorded.values()) and recorded != counts:
+        if manifest.label_hash and manifest.label_hash != _label_hash(labeled, validation):
+            counts = {"labeled": _counts(labeled), "validation": _counts(validation)}
+            recorded = {k: manifest.label_counts.get(k) for k in counts}
             raise SplitError(f"split manifest: labels changed since the split was made (manifest {recorded}, "
                              f"examples now {counts})")
         return cls(labeled, validation, unlabeled, manifest)
@@ -125,6 +126,11 @@ def _index(examples: Iterable[Example], what: str) -> dict[str, Example]:
         raise SplitError(f"{what}: {len(dupes)} duplicate id(s), a split needs unique ids: "
                          f"{', '.join(repr(i) for i in dupes[:10])}")
     return out
+
+
+def _label_hash(labeled: Sequence[Example], validation: Sequence[Example]) -> str:
+    payload = json.dumps([[ex.id, ex.label] for ex in labeled] + [[ex.id, ex.label] for ex in validation])
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def _counts(examples: Iterable[Example]) -> dict[str, int]:
@@ -245,6 +251,7 @@ def make_split(
         unlabeled_ids=[ex.id for ex in pool_src], extra_unlabeled_ids=[ex.id for ex in extras],
         label_counts={"labeled": _counts(labeled), "validation": _counts(val),
                       "unlabeled": _counts(pool_src), "extra_unlabeled": _counts(extras)},
+        label_hash=_label_hash(labeled, val),
     )
     manifest.content_hash = manifest.compute_hash()
     return Split(labeled, val, unlabeled, manifest)
