@@ -90,7 +90,7 @@ def inspect(
     rows: int = typer.Option(3, "--rows", "-n", min=0, help="How many example rows to show."),
     map_: list[str] = typer.Option([], "--map", help="Column mapping SOURCE=FIELD (repeatable), e.g. text=prompt."),
     unlabeled: bool = typer.Option(False, "--unlabeled", help="Keep rows with null labels (unlabeled traffic)."),
-    max_text_chars: int = typer.Option(DEFAULT_MAX_TEXT_CHARS, "--max-text-chars", help="Longer texts are errors."),
+    max_text_chars: int = typer.Option(DEFAULT_MAX_TEXT_CHARS, "--max-text-chars", help="Longer texts are errors (0: no limit)."),
     hub: bool = typer.Option(True, "--hub/--no-hub", help="Fall back to the Hugging Face Hub for named datasets."),
 ) -> None:
     """Read a file or named dataset and report rows, labels, skipped rows and problems.
@@ -102,7 +102,7 @@ def inspect(
     try:
         result = load_source(target, task, format=format, column_mapping=_mapping(map_), data_dir=data_dir,
                              allow_hub=hub, errors="skip", require_label=not unlabeled,
-                             max_text_chars=max_text_chars)
+                             max_text_chars=max_text_chars or None)
     except (FileNotFoundError, ValueError, KeyError, ImportError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -522,7 +522,7 @@ class _Normalized(_Adapter):
         if not isinstance(metadata, dict):
             raise _RowIssue("metadata", "bad type", f"metadata must be an object, got {type(metadata).__name__}")
         for key, value in row.items():
-            if key not in TARGET_FIELDS and (value is None or isinstance(value, (str, int, float, bool))):
+            if key not in TARGET_FIELDS and isinstance(value, (str, int, float, bool)):
                 metadata.setdefault(key, value)
         response = row.get("response")
         return _Fields(
@@ -578,11 +578,12 @@ def _rename(row: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
 def _map_label(value: Any, label_mapping: Mapping[Any, Any] | None) -> Any:
     if not label_mapping or value is None:
         return value
-    if value in label_mapping:
-        return label_mapping[value]
-    if str(value) in label_mapping:
-        return label_mapping[str(value)]
-    return value
+    try:
+        if value in label_mapping:
+            return label_mapping[value]
+    except TypeError:  # unhashable (a list): parse_label reports it
+        return value
+    return label_mapping.get(str(value), value)
 
 
 def _text(value: Any, field_name: str, what: str) -> str:
@@ -591,6 +592,52 @@ def _text(value: Any, field_name: str, what: str) -> str:
     if not value.strip():
         raise _RowIssue(field_name, "empty text", f"the {what} is empty")
     return value
+
+
+def _check_row(
+    f: _Fields,
+    row: dict[str, Any],
+    fmt: str,
+    task: Task,
+    label_mapping: Mapping[Any, Any] | None,
+    require_label: bool,
+    max_text_chars: int | None,
+) -> tuple[str, str | None, int | None] | None:
+    """The shared checks: (prompt, response, label), or None for a response label read as a prompt label.
+
+    Raises :class:`_RowIssue` for empty/mistyped text, no response, unknown/null label, oversize text.
+    """
+    prompt = _text(f.prompt, "prompt", "prompt")
+    response = None
+    if task is Task.RESPONSE:
+        if is_null(f.response):
+            raise _RowIssue("response", "no response", "the row has no response to classify", "skipped")
+        response = _text(f.response, "response", "response")
+    elif isinstance(f.response, str) and f.response.strip():
+        response = f.response  # normalized prompt-task rows keep their response (unlabeled use)
+    elif not is_null(f.response):
+        raise _RowIssue("response", "bad type", f"response must be a string, got {type(f.response).__name__}")
+    if f.label_field in row or fmt == "oaimod":
+        try:
+            value = parse_label(_map_label(f.label, label_mapping))
+        except UnknownLabelError as exc:
+            raise _RowIssue(f.label_field, "unknown label", str(exc).removeprefix("unknown label ")) from None
+    elif require_label:
+        raise _RowIssue(f.label_field, "missing column", f"the row has no {f.label_field!r} field")
+    else:
+        value = None
+    if task is Task.PROMPT and f.label_is_response and value is not None:
+        # A normalized row with a response carries a response-harm label, not a prompt label.
+        if require_label:
+            return None
+        value = None
+    if value is None and require_label:
+        raise _RowIssue(f.label_field, "null label", f"{f.label_field} is null", "skipped")
+    total = len(prompt) + len(response or "")
+    if max_text_chars is not None and total > max_text_chars:
+        raise _RowIssue("prompt" if len(prompt) > max_text_chars else "response", "oversize text",
+                        f"{total:,} characters, over the limit of {max_text_chars:,} (max_text_chars)")
+    return prompt, response, value
 
 
 def _convert(
@@ -625,13 +672,13 @@ def _convert(
             seen_columns = set(reader.columns)
             peeked: list[_Raw] = []
         else:  # jsonl / in-memory: look at the first rows' keys
-            peeked = []
-            seen_columns = set()
+            peeked, seen_columns, good = [], set(), 0
             for raw in rows:
                 peeked.append(raw)
                 if raw.data is not None:
                     seen_columns |= set(raw.data)
-                if sum(r.data is not None for r in peeked) >= _DETECT_ROWS:
+                    good += 1
+                if good >= _DETECT_ROWS:
                     break
         renamed = {mapping.get(c, c) for c in seen_columns}
         fmt = detect_format(renamed)
@@ -677,43 +724,16 @@ def _convert(
         row = _rename(raw.data, mapping)
         try:
             f = adapter.fields(row, raw.index, task, source)
-            prompt = _text(f.prompt, "prompt", "prompt")
-            response = None
-            if task is Task.RESPONSE:
-                if is_null(f.response):
-                    raise _RowIssue("response", "no response", "the row has no response to classify", "skipped")
-                response = _text(f.response, "response", "response")
-            elif isinstance(f.response, str) and f.response.strip():
-                response = f.response  # normalized prompt-task rows keep their response (unlabeled use)
-            elif f.response is not None and not is_null(f.response):
-                raise _RowIssue("response", "bad type", f"response must be a string, got {type(f.response).__name__}")
-            if f.label_field in row or fmt == "oaimod":
-                try:
-                    value = parse_label(_map_label(f.label, label_mapping))
-                except UnknownLabelError as exc:
-                    raise _RowIssue(f.label_field, "unknown label", str(exc).removeprefix("unknown label ")) from None
-            elif require_label:
-                raise _RowIssue(f.label_field, "missing column", f"the row has no {f.label_field!r} field")
-            else:
-                value = None
-            if task is Task.PROMPT and f.label_is_response and value is not None:
-                # A normalized row with a response carries a response-harm label: not a prompt label.
-                if require_label:
-                    prompt_label_on_response_rows.append(raw.row)
-                    report.skipped["response label for prompt task"] += 1
-                    continue
-                value = None
-            if value is None and require_label:
-                raise _RowIssue(f.label_field, "null label", f"{f.label_field} is null", "skipped")
-            total = len(prompt) + len(response or "")
-            if max_text_chars is not None and total > max_text_chars:
-                raise _RowIssue("prompt" if len(prompt) > max_text_chars else "response", "oversize text", f"{total:,} characters, over the limit of {max_text_chars:,} "
-                                                 "(max_text_chars)")
+            built = _check_row(f, row, fmt, task, label_mapping, require_label, max_text_chars)
+            if built is None:  # a response label read for the prompt task: reported once, below
+                prompt_label_on_response_rows.append(raw.row)
+                report.skipped["response label for prompt task"] += 1
+                continue
+            prompt, response, value = built
             if f.id in seen_ids:
                 raise _RowIssue("id", "duplicate id", f"{f.id!r} was already used at row {seen_ids[f.id]}")
         except _RowIssue as issue:
-            problem = Problem(label, raw.row, issue.field, issue.message(), issue.severity)  # type: ignore[arg-type]
-            drop(problem)
+            drop(Problem(label, raw.row, issue.field, issue.message(), issue.severity))  # type: ignore[arg-type]
             continue
         seen_ids[f.id] = raw.row
         key = Example(f.id, prompt, response).content_hash(task)

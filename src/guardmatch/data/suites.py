@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 from pydantic import BaseModel, ConfigDict
 
 from guardmatch.data.example import Example, Task
-from guardmatch.data.loaders import Errors, LoadResult, load_file, load_hub, merge_results
+from guardmatch.data.loaders import DEFAULT_MAX_TEXT_CHARS, Errors, LoadResult, load_file, load_hub, merge_results
 from guardmatch.data.validation import DataError, LoadReport
 
 DATA_DIR_ENV = "GUARDMATCH_DATA_DIR"
@@ -187,19 +187,16 @@ def load_dataset(
     *,
     errors: Errors = "raise",
     require_label: bool = True,
-    max_text_chars: int | None = None,
+    max_text_chars: int | None = DEFAULT_MAX_TEXT_CHARS,
 ) -> LoadResult:
     """Load a named dataset for ``task``: local file first, then the Hub; ``result.origins`` says which."""
     spec = get_spec(name)
     task = Task(task)
     if not spec.supports(task):
         raise ValueError(f"dataset {name!r} has no {task.value} labels (tasks: {[t.value for t in spec.tasks]})")
-    kwargs: dict[str, Any] = {"errors": errors, "require_label": require_label}
-    if max_text_chars is not None:
-        kwargs["max_text_chars"] = max_text_chars
+    kwargs: dict[str, Any] = {"errors": errors, "require_label": require_label, "max_text_chars": max_text_chars}
     if spec.parts:
-        parts = [load_dataset(p, task, data_dir, allow_hub, errors=errors, require_label=require_label,
-                              max_text_chars=max_text_chars) for p in spec.parts]
+        parts = [load_dataset(p, task, data_dir, allow_hub, **kwargs) for p in spec.parts]
         return merge_results(parts, source=name, errors=errors)
     path = find_local(name, task, data_dir)
     if path is not None:
@@ -363,13 +360,11 @@ def load_source(
     allow_hub: bool = True,
     errors: Errors = "raise",
     require_label: bool = True,
-    max_text_chars: int | None = None,
+    max_text_chars: int | None = DEFAULT_MAX_TEXT_CHARS,
 ) -> LoadResult:
     """A file path if it exists, else a named dataset (what ``guardmatch data inspect`` accepts)."""
     path = Path(target)
-    kwargs: dict[str, Any] = {"errors": errors, "require_label": require_label}
-    if max_text_chars is not None:
-        kwargs["max_text_chars"] = max_text_chars
+    kwargs: dict[str, Any] = {"errors": errors, "require_label": require_label, "max_text_chars": max_text_chars}
     if path.is_file():
         return load_file(path, format=format, task=task, column_mapping=column_mapping, **kwargs)
     if str(target) in DATASETS:
