@@ -135,6 +135,12 @@ class MultiMatch(SSLAlgorithm):
         label = torch.where(agree | pass_i, label_i, label_j)
         return label, weight * self.calibrated, agree
 
+    @torch.no_grad()
+    def aux_mask(self, probs: Tensor) -> Tensor:
+        """m_aux for each target head h: ``policy_i.mask(q_i) OR policy_j.mask(q_j)``, ``[3, n]``."""
+        conf = torch.stack([policy.mask(probs[h]) for h, policy in enumerate(self.policies)])
+        return torch.maximum(conf[self.others[:, 0]], conf[self.others[:, 1]])
+
     # --------------------------------------------------------------------------------- step
     def step(
         self,
@@ -166,8 +172,7 @@ class MultiMatch(SSLAlgorithm):
             pseudo = probs.argmax(dim=-1)
             apm_pseudo = self.table.lookup(ids, pseudo)
             label, weight, agree = self.pseudo_label_weights(pseudo, apm_pseudo)
-            conf = torch.stack([policy.mask(probs[h]) for h, policy in enumerate(self.policies)])
-            m_aux = torch.maximum(conf[self.others[:, 0]], conf[self.others[:, 1]])
+            m_aux = self.aux_mask(probs)
             final = weight * m_aux
 
         ce = F.cross_entropy(z_s.float().reshape(H * n, C), label.reshape(-1), reduction="none").view(H, n)
