@@ -1,0 +1,242 @@
+"""One whole run from a :class:`TrainConfig`: data, split, views, model, training, evaluation.
+
+This is the Python equivalent of ``guardmatch train``::
+
+    from guardmatch import TrainConfig, run_training
+    result = run_training(TrainConfig(algorithm="fixmatch", output_dir="runs/fm"))
+    print(result.evaluation.to_markdown())
+
+Outputs under ``output_dir``: ``split_manifest.json``, ``metrics.jsonl``, ``checkpoints/``,
+``model/`` (the trained classifier), ``eval/`` (JSON, markdown, scores) and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from rich.console import Console
+
+from guardmatch.algorithms import build_algorithm
+from guardmatch.config import DataConfig, TrainConfig
+from guardmatch.data.example import Example, Task
+from guardmatch.data.loaders import LoadResult, load_file
+from guardmatch.data.overlap import check_overlap, remove_overlap
+from guardmatch.data.splits import Split, make_split
+from guardmatch.data.suites import Suite, load_dataset, load_suite
+from guardmatch.data.validation import DataError
+from guardmatch.evaluation.report import EvaluationReport, evaluate_model
+from guardmatch.model import GuardClassifier
+from guardmatch.training.trainer import Trainer, TrainResult
+
+
+@dataclass
+class PreparedData:
+    """Everything a run trains and evaluates on, after splitting and overlap removal."""
+
+    split: Split
+    pool: list[Example]
+    suite: Suite | None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    config: TrainConfig
+    output_dir: Path
+    model_dir: Path
+    train: TrainResult
+    evaluation: EvaluationReport | None
+    timings: dict[str, float]
+
+
+def load_source(spec: str, task: Task, data: DataConfig, *, require_label: bool = True) -> LoadResult:
+    """A dataset name from the registry, or a file path (format auto-detected or ``train_format``)."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        return load_file(path, format=data.train_format, task=task, require_label=require_label)
+    return load_dataset(spec, task, data.data_dir, data.allow_hub, require_label=require_label)
+
+
+def prepare_data(config: TrainConfig, console: Console | None = None) -> PreparedData:
+    """Load the training source and the test suite, drop (or refuse) overlap, split, build the pool."""
+    data = config.data
+    task = data.task
+    notes: list[str] = []
+    source = load_source(data.train, task, data)
+    examples = source.examples
+    if source.report.skipped:
+        notes.append(f"{data.train}: skipped {dict(source.report.skipped)}")
+    suite = None
+    if data.suite_name():
+        suite = load_suite(data.suite_name(), data.data_dir, data.allow_hub)
+        notes.extend(suite.notes)
+        problems = check_overlap(examples, suite, task)
+        if problems:
+            if data.on_overlap == "error":
+                raise DataError(problems, context=f"{data.train} overlaps the {data.suite_name()} suite")
+            examples, removed = remove_overlap(examples, suite, task)
+            notes.append(f"removed {removed} training rows whose text is also in a test set ({len(problems)} test rows)")
+    extras: list[Example] = []
+    for extra in data.extra_unlabeled:
+        extra_examples = load_source(extra, task, data, require_label=False).examples
+        if suite is not None:
+            extra_examples, removed = remove_overlap(extra_examples, suite, task)
+            if removed:
+                notes.append(f"{extra}: removed {removed} rows also in a test set")
+        extras.extend(extra_examples)
+    split = make_split(
+        examples, data.labels, seed=config.seed, strategy=data.strategy, validation=data.validation,
+        extra_unlabeled=extras, source=data.train,
+    )
+    pool = list(split.unlabeled)
+    if data.unlabeled_limit is not None and len(pool) > data.unlabeled_limit:
+        keep = np.sort(np.random.default_rng([config.seed, 13]).choice(len(pool), data.unlabeled_limit, replace=False))
+        pool = [pool[i] for i in keep]
+        notes.append(f"unlabeled pool capped at {data.unlabeled_limit}")
+    for note in notes:
+        (console or Console(stderr=True)).print(f"[dim]note:[/] {note}")
+    return PreparedData(split=split, pool=pool, suite=suite, notes=notes)
+
+
+def load_views(config: TrainConfig, pool: Sequence[Example]) -> list[list[Example]]:
+    """Strong views of every pool example from the augmentation cache (training only reads the cache)."""
+    from guardmatch.augment.cache import ViewCache
+
+    views_cfg = config.views
+    if not views_cfg.cache:
+        raise ValueError(
+            f"algorithm {config.algorithm!r} needs strong views: set views.cache (--views) to an augmentation "
+            "cache, made with `guardmatch augment`"
+        )
+    cache = ViewCache.open(views_cfg.cache, cache_root=views_cfg.cache_dir)
+    return cache.views_for(pool, config.data.task, min_coverage=views_cfg.min_coverage)
+
+
+def run_fingerprint(config: TrainConfig, split: Split, pool: Sequence[Example]) -> str:
+    """Identifies a run's inputs, so a checkpoint is never resumed into a different run."""
+    cfg = config.model_dump(mode="json", exclude={"output_dir", "resume", "threads", "eval_every", "save_every",
+                                                    "keep_checkpoints", "log_every"})
+    payload = json.dumps({"config": cfg, "split": split.manifest.content_hash,
+                          "pool": hashlib.sha256("\n".join(ex.id for ex in pool).encode()).hexdigest()},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def build_model(config: TrainConfig, num_heads: int, num_outputs: int) -> GuardClassifier:
+    if config.model.init_from:
+        model = GuardClassifier.from_pretrained(config.model.init_from)
+        if model.config.num_heads != num_heads or model.config.num_outputs != num_outputs:
+            raise ValueError(
+                f"{config.model.init_from} has {model.config.num_heads} head(s) x {model.config.num_outputs} outputs; "
+                f"{config.algorithm} needs {num_heads} x {num_outputs}"
+            )
+        model.train()
+        return model
+    return GuardClassifier.from_encoder(
+        config.model.encoder,
+        task=config.data.task,
+        num_heads=num_heads,
+        num_outputs=num_outputs,
+        max_length=config.model.max_length,
+        head_dropout=config.model.head_dropout,
+        seed=config.seed,
+        tokenizer=config.model.tokenizer,
+    )
+
+
+def run_training(
+    config: TrainConfig,
+    *,
+    accelerator: Accelerator | None = None,
+    console: Console | None = None,
+    evaluate: bool = True,
+) -> RunResult:
+    """Train per ``config``, save the model to ``output_dir/model`` and evaluate on the suite."""
+    console = console or Console(stderr=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    out = Path(config.output_dir)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    prepared = prepare_data(config, console if accelerator.is_main_process else Console(quiet=True))
+    split, pool = prepared.split, prepared.pool
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        split.save_manifest(out / "split_manifest.json")
+        (out / "config.yaml").write_text(_to_yaml(config))
+    timings["data_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    probe = build_algorithm(config.algorithm, config.algorithm_params, num_classes=2, pool_size=max(1, len(pool)))
+    uses_pool = probe.uses_unlabeled
+    algorithm = probe if uses_pool else build_algorithm(config.algorithm, config.algorithm_params, 2, 0)
+    algorithm.to(accelerator.device)
+    views = load_views(config, pool) if uses_pool else None
+    timings["views_s"] = time.perf_counter() - t
+
+    model = build_model(config, algorithm.num_heads, algorithm.num_outputs(2))
+    fingerprint = run_fingerprint(config, split, pool if uses_pool else [])
+    provenance = {
+        "fingerprint": fingerprint,
+        "algorithm": config.algorithm,
+        "algorithm_params": config.algorithm_params,
+        "train_source": config.data.train,
+        "labels": config.data.labels,
+        "labeled_examples": len(split.labeled),
+        "validation_examples": len(split.validation),
+        "unlabeled_examples": len(pool) if uses_pool else 0,
+        "seed": config.seed,
+        "split_fingerprint": split.manifest.content_hash,
+        "max_steps": config.optim.max_steps,
+        "views": config.views.cache if uses_pool else None,
+        "mode": config.mode,
+    }
+    t = time.perf_counter()
+    trainer = Trainer(
+        config, model, algorithm, split.labeled, pool if uses_pool else (), views, split.validation,
+        accelerator=accelerator, provenance=provenance, console=console,
+    )
+    result = trainer.train()
+    timings["train_s"] = time.perf_counter() - t
+    final = result.model
+    final.config.provenance = {**provenance, "selected": "best validation F1" if result.validation else "last step",
+                               "validation": result.validation}
+    model_dir = out / "model"
+    report = None
+    if accelerator.is_main_process:
+        final.save_pretrained(model_dir)
+        if evaluate and prepared.suite is not None:
+            t = time.perf_counter()
+            report = evaluate_model(final, prepared.suite, batch_size=config.optim.eval_batch_size, progress=True,
+                                    name=str(out))
+            report.info = {"suite": prepared.suite.describe(), "notes": prepared.notes}
+            report.save(out / "eval")
+            timings["eval_s"] = time.perf_counter() - t
+        summary = {
+            "config": config.model_dump(mode="json"),
+            "provenance": final.config.provenance,
+            "timings": timings,
+            "notes": prepared.notes,
+            "f1": report.f1() if report else None,
+        }
+        (out / "run.json").write_text(json.dumps(summary, indent=2))
+    accelerator.wait_for_everyone()
+    return RunResult(config, out, model_dir, result, report, timings)
+
+
+def _to_yaml(config: TrainConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
