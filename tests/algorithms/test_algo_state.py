@@ -145,7 +145,11 @@ def test_state_stays_finite_over_many_random_steps(case):
     algo = build_algorithm(name, cfg, num_classes=2, pool_size=POOL)
     for step in range(150):
         scale = [0.0, 1.0, 5.0, 60.0][step % 4]  # exact ties, typical, confident, saturated logits
-        out = algo.step(**_random_batch(algo, gen, scale=scale), step=step)
+        batch = _random_batch(algo, gen, scale=scale)
+        if step % 5 == 0:  # mixed-precision logits from an autocast forward
+            for key in ("logits_lb", "logits_ulb_w", "logits_ulb_s"):
+                batch[key] = batch[key].to(torch.bfloat16)
+        out = algo.step(**batch, step=step)
         assert torch.isfinite(out.loss)
     for key, value in algo.state_dict().items():
         if value.is_floating_point():
@@ -158,3 +162,24 @@ def test_state_stays_finite_over_many_random_steps(case):
         if hasattr(module, "p_tilde"):
             assert module.p_tilde.sum().item() == pytest.approx(1.0, abs=1e-4)
             assert 0.5 - 1e-6 <= module.tau.item() <= 1.0 + 1e-6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_cuda_state_matches_cpu(case):
+    name, cfg = CASES[case]
+    gen = torch.Generator().manual_seed(3)
+    cpu = build_algorithm(name, cfg, num_classes=2, pool_size=POOL)
+    gpu = build_algorithm(name, cfg, num_classes=2, pool_size=POOL)
+    for step in range(8):
+        batch = _random_batch(cpu, gen)
+        out_cpu = cpu.step(**batch, step=step)
+        out_gpu = gpu.step(**{k: v.cuda() for k, v in batch.items()}, step=step)
+        assert out_gpu.loss.device.type == "cuda"
+        assert out_gpu.loss.item() == pytest.approx(out_cpu.loss.item(), rel=1e-4, abs=1e-6)
+    for key, value in cpu.state_dict().items():
+        other = gpu.state_dict()[key].cpu()
+        if value.is_floating_point():
+            assert torch.allclose(value, other, rtol=1e-4, atol=1e-5), key
+        else:
+            assert torch.equal(value, other), key
