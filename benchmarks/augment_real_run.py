@@ -1,0 +1,198 @@
+"""The real augmentation run (issue 4, item 6): views for the real training pools, measured.
+
+One command regenerates everything (resuming from the cache, so a finished stage costs seconds)::
+
+    nohup nice -n 15 python benchmarks/augment_real_run.py --cache-dir /work/cache/guardmatch \
+        > /work/cache/guardmatch/real_run.log 2>&1 &
+
+Stages, in order (all with the quality filters on and the embedding-similarity intent check):
+
+a. EDA, 2 views: every prompt of wildguardtrain_sample and prompt_pool, every response_pool pair.
+b. LLM rewrite (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, llama.cpp), 1 view: a seeded random 1,000
+   wildguardtrain_sample prompts (``--sample 1000 --sample-seed 20250101``).
+c. LLM backtranslation (same model, pivot de), 1 view: the same 1,000 prompts.
+d. LLM rewrite and LLM backtranslation, 1 view: a seeded random 300 response_pool pairs (response task).
+e. LLM rewrite over all 3,393 wildguardtrain_sample prompts (the first 1,000 are reused from b).
+
+Results: ``benchmarks/results/augment_real_run.json`` (throughput, rejection counts, cache paths)
+and ``benchmarks/results/augment_examples.md`` (5 harmful + 5 benign side-by-side examples per
+augmenter). Labels are read only to pick and tag those examples, never by the augmenters.
+``--report-only`` rewrites the two files from the caches without generating anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from guardmatch.augment.cache import ViewCache
+from guardmatch.augment.filters import FilterConfig
+from guardmatch.augment.inputs import load_inputs, sample_examples
+from guardmatch.augment.pipeline import AugmentSettings, run_augment
+from guardmatch.augment.registry import build_augmenter
+from guardmatch.augment.filters import QualityFilter
+from guardmatch.augment.runner import cache_identity
+from guardmatch.data.example import HARMFUL, Task
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SAMPLE_SEED = 20250101
+QWEN = {"backend": {"kind": "llama-cpp", "model": "qwen1.5b", "threads": 2, "n_ctx": 4096}}
+
+
+def stages(cache_dir: str) -> list[tuple[str, AugmentSettings]]:
+    common = {"cache_dir": cache_dir, "filters": FilterConfig()}
+    llm_bt = {**QWEN, "pivots": ["de"]}
+    return [
+        ("a-eda-wildguardtrain", AugmentSettings(augmenter="eda", input="wildguardtrain", views=2, **common)),
+        ("a-eda-prompt_pool", AugmentSettings(augmenter="eda", input="prompt_pool", views=2, **common)),
+        ("a-eda-response_pool", AugmentSettings(augmenter="eda", input="response_pool", task=Task.RESPONSE,
+                                                views=2, **common)),
+        ("b-llm-rewrite-wildguardtrain-1000", AugmentSettings(
+            augmenter="llm-rewrite", input="wildguardtrain", views=1, sample=1000, sample_seed=SAMPLE_SEED,
+            augmenter_config=QWEN, **common)),
+        ("c-llm-backtranslation-wildguardtrain-1000", AugmentSettings(
+            augmenter="llm-backtranslation", input="wildguardtrain", views=1, sample=1000, sample_seed=SAMPLE_SEED,
+            augmenter_config=llm_bt, **common)),
+        ("d-llm-rewrite-response_pool-300", AugmentSettings(
+            augmenter="llm-rewrite", input="response_pool", task=Task.RESPONSE, views=1, sample=300,
+            sample_seed=SAMPLE_SEED, augmenter_config=QWEN, **common)),
+        ("d-llm-backtranslation-response_pool-300", AugmentSettings(
+            augmenter="llm-backtranslation", input="response_pool", task=Task.RESPONSE, views=1, sample=300,
+            sample_seed=SAMPLE_SEED, augmenter_config=llm_bt, **common)),
+        ("e-llm-rewrite-wildguardtrain-all", AugmentSettings(
+            augmenter="llm-rewrite", input="wildguardtrain", views=1, augmenter_config=QWEN, **common)),
+    ]
+
+
+def cache_of(settings: AugmentSettings) -> ViewCache | None:
+    """The existing cache of a stage (same fingerprint the run would use), or None."""
+    aug = build_augmenter(settings.augmenter, settings.augmenter_config)
+    try:
+        desc, fp = cache_identity(aug, QualityFilter(settings.filters))
+    finally:
+        aug.close()
+    path = Path(settings.cache_dir or "") / "views" / ViewCache.dir_name(desc["name"], fp)
+    return ViewCache.open(path) if (path / "manifest.json").is_file() else None
+
+
+def stage_result(name: str, settings: AugmentSettings) -> dict[str, Any]:
+    cache = cache_of(settings)
+    examples, _ = load_inputs(settings.input, settings.task)
+    examples = sample_examples(examples, settings.sample, settings.sample_seed)
+    out: dict[str, Any] = {"stage": name, "augmenter": settings.augmenter, "task": settings.task.value,
+                           "input": settings.input, "texts_requested": len(examples), "views_per_text": settings.views,
+                           "command": settings.command()}
+    if settings.augmenter_config.get("backend"):
+        out["backend"] = settings.augmenter_config["backend"]["kind"]
+        out["model"] = settings.augmenter_config["backend"]["model"]
+    if cache is None:
+        out["status"] = "not started"
+        return out
+    runs = cache.manifest.get("runs", [])
+    task_stats = cache.stats().get(settings.task.value, {})
+    acc = sum(r["accepted"] for r in runs)
+    att = sum(r["attempts"] for r in runs)
+    sec = sum(r["elapsed_s"] for r in runs)
+    gen = sum(r["generate_s"] for r in runs)
+    cov = cache.coverage(examples, settings.task)
+    slots_done = sum(1 for ex in examples for v in range(settings.views)
+                     if (st := cache.slot_state(settings.task, ex.content_hash(settings.task), v))[0]
+                     or st[1] >= settings.max_attempts)
+    out.update({
+        "status": "complete" if slots_done == len(examples) * settings.views else "partial",
+        "cache_dir": str(cache.path), "slots_done": slots_done, "slots_total": len(examples) * settings.views,
+        "coverage": round(cov, 4), "accepted_views": task_stats.get("accepted_views", 0),
+        "attempts": task_stats.get("attempts", 0), "rejected": task_stats.get("rejected", {}),
+        "rejection_rate": task_stats.get("rejection_rate"),
+        "measured_runs": len(runs), "measured_seconds": round(sec, 1),
+        "views_per_s": round(acc / sec, 4) if sec else None,
+        "attempts_per_s": round(att / sec, 4) if sec else None,
+        "generate_seconds": round(gen, 1), "filter_seconds": round(sum(r["filter_s"] for r in runs), 1),
+    })
+    return out
+
+
+def examples_markdown(all_stages: list[tuple[str, AugmentSettings]]) -> str:
+    lines = ["# Augmentation examples (real run)", "",
+             "Accepted views from the caches of `benchmarks/augment_real_run.py`: for each augmenter, the first 5",
+             "harmful and 5 benign source texts (input order) that have a view. Labels are shown for reading only;",
+             "the augmenters never saw them. Texts are cut at 400 characters.", ""]
+    seen: set[tuple[str, str]] = set()
+    for name, settings in all_stages:
+        key = (settings.augmenter, settings.task.value)
+        if key in seen:
+            continue
+        cache = cache_of(settings)
+        if cache is None:
+            continue
+        seen.add(key)
+        examples, _ = load_inputs(settings.input, settings.task)
+        examples = sample_examples(examples, settings.sample, settings.sample_seed)
+        lines += [f"## {settings.augmenter} ({settings.task.value} task, {settings.input})", ""]
+        for label, title in ((HARMFUL, "harmful"), (0, "benign")):
+            picked = [(ex, v) for ex in examples if ex.label == label
+                      for v in cache.accepted(ex, settings.task, max_views=1)][:5]
+            lines += [f"### {title}", "", "| source | view | notes |", "|---|---|---|"]
+            for ex, view in picked:
+                src = ex.prompt if settings.task is Task.PROMPT else ex.response or ""
+                dst = view.prompt if settings.task is Task.PROMPT else view.response or ""
+                meta = view.metadata
+                notes = ", ".join(f"{k}={meta[k]}" for k in ("operation", "pivot", "similarity") if k in meta)
+                lines.append(f"| {_cell(src)} | {_cell(dst)} | {notes} |")
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str, n: int = 400) -> str:
+    text = " ".join(text.split())
+    text = text if len(text) <= n else text[: n - 1] + "…"
+    return text.replace("|", "\\|")
+
+
+def write_report(all_stages: list[tuple[str, AugmentSettings]], started: float | None = None) -> dict[str, Any]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = [stage_result(n, s) for n, s in all_stages]
+    report = {
+        "machine": f"{os.cpu_count()} CPU cores (shared with other jobs), no GPU; llama.cpp n_threads=2",
+        "sample_seed": SAMPLE_SEED,
+        "filters": FilterConfig().model_dump(mode="json"),
+        "regenerate": "python benchmarks/augment_real_run.py --cache-dir /work/cache/guardmatch",
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "stages": results,
+    }
+    (RESULTS / "augment_real_run.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "augment_examples.md").write_text(examples_markdown(all_stages))
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache-dir", default=os.environ.get("GUARDMATCH_CACHE_DIR", "/work/cache/guardmatch"))
+    ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--stages", default="", help="comma-separated stage-name prefixes to run (default: all)")
+    args = ap.parse_args()
+    os.environ["GUARDMATCH_CACHE_DIR"] = args.cache_dir  # model alias qwen1.5b and the purge registry live there
+    import torch
+
+    torch.set_num_threads(2)
+    all_stages = stages(args.cache_dir)
+    if not args.report_only:
+        wanted = [p for p in args.stages.split(",") if p]
+        for name, settings in all_stages:
+            if wanted and not any(name.startswith(p) for p in wanted):
+                continue
+            print(f"== stage {name}: {settings.command()}", file=sys.stderr, flush=True)
+            report = run_augment(settings, progress=True)
+            print(json.dumps(report.summary()), file=sys.stderr, flush=True)
+            write_report(all_stages)
+    report = write_report(all_stages)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

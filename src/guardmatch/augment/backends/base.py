@@ -1,0 +1,83 @@
+"""One interface for chat LLMs: local transformers, llama.cpp (GGUF) and OpenAI-compatible servers."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Message = dict[str, str]
+BackendKind = Literal["llama-cpp", "transformers", "openai"]
+
+
+class BackendConfig(BaseModel):
+    """Which LLM answers, and how. Fields a backend does not use are ignored by it."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    kind: BackendKind = "llama-cpp"
+    model: str = Field("qwen1.5b", description="alias (smollm2, qwen1.5b), GGUF/HF path, Hub id, or server model name")
+    # local backends
+    threads: int = Field(2, ge=1, description="CPU threads (llama.cpp n_threads, torch threads)")
+    n_ctx: int = Field(4096, ge=256, description="llama.cpp context window")
+    device: str = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # OpenAI-compatible server
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="server root incl. /v1")
+    api_key_env: str = Field("OPENAI_API_KEY", description="env var holding the API key (may be unset)")
+    concurrency: int = Field(4, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+
+
+class GenerationParams(BaseModel):
+    """Sampling settings of one request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    seed: int = 0
+    stop: list[str] = Field(default_factory=list)
+
+
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str = "stop"
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
+
+
+class ChatBackend(ABC):
+    """Generates one assistant reply per conversation. Errors are returned, not raised, per item."""
+
+    kind: str
+
+    def __init__(self, config: BackendConfig):
+        self.config = config
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies the model for the cache fingerprint (never the server URL)."""
+        return {"kind": self.config.kind, "model": self.config.model}
+
+    def load(self) -> None:
+        """Load weights / check the server. Called once before generating."""
+
+    @abstractmethod
+    def chat(self, conversations: list[list[Message]], params: list[GenerationParams]) -> list[Generation]:
+        """Replies in the order of ``conversations``."""
+
+    def count_tokens(self, text: str) -> int:
+        """Approximate token count (backends with a tokenizer override this)."""
+        return max(1, len(text) // 3)
+
+    def preferred_batch_size(self) -> int:
+        return 8
+
+    def close(self) -> None:
+        """Free the model / client."""

@@ -1,0 +1,414 @@
+"""The on-disk view cache: generated once, read by training.
+
+Layout (one directory per augmenter fingerprint)::
+
+    <cache root>/views/<augmenter-name>-<fingerprint[:12]>/
+        manifest.json          augmenter description, fingerprint, counts, rejection counts (atomic rewrite)
+        shards/<run-id>.jsonl  append-only records, one JSON object a line, one shard per run
+        lock                   flock'ed by the one writer
+
+Each record is one *attempt* at one view slot of one source text::
+
+    {"task": "prompt", "key": <Example.content_hash(task)>, "view": 0, "attempt": 0,
+     "status": "accepted" | "rejected", "reason": null | "refusal" | ..., "prompt": ..., "response": ...,
+     "meta": {...}, "run": <run-id>, "id": <source example id>}
+
+Crash safety: a record is one ``write`` of one line; a SIGKILL can only leave the *last* line of a
+shard torn (no trailing newline, or unparsable). Readers ignore such a line and the writer
+truncates it away before appending, so nothing finished is lost and nothing is redone. Files are
+owner-only (0600/0700) and lines are encrypted when ``$GUARDMATCH_ENCRYPTION_KEY`` is set (via
+:mod:`guardmatch.security`); every cache registers itself as derived from its input file so that
+``guardmatch purge`` finds it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal, Sequence
+
+from guardmatch import security
+from guardmatch.augment.base import make_view
+from guardmatch.data.example import Example, Task
+
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+MANIFEST = "manifest.json"
+
+
+def cache_root(path: str | os.PathLike | None = None) -> Path:
+    """``path``, else ``$GUARDMATCH_CACHE_DIR``, else ``~/.cache/guardmatch`` (created 0700)."""
+    if path is not None:
+        return security.secure_mkdir(Path(path).expanduser())
+    return security.cache_root()
+
+
+def views_root(root: str | os.PathLike | None = None) -> Path:
+    return cache_root(root) / "views"
+
+
+class MissingViewsError(LookupError):
+    """Some examples have no accepted view in the cache; the message says how to fill them."""
+
+    def __init__(self, missing: int, total: int, cache_dir: Path, command: str):
+        self.missing, self.total, self.cache_dir, self.command = missing, total, cache_dir, command
+        super().__init__(
+            f"{missing} of {total} examples have no accepted view in {cache_dir} "
+            f"(coverage {1 - missing / max(total, 1):.1%}). Generate them with:\n  {command}"
+        )
+
+
+class CacheLockedError(RuntimeError):
+    """Another process is writing to the same cache."""
+
+
+@dataclass(frozen=True)
+class ViewRecord:
+    """One parsed cache line."""
+
+    task: Task
+    key: str
+    view: int
+    attempt: int
+    status: str
+    reason: str | None
+    prompt: str | None
+    response: str | None
+    meta: dict[str, Any]
+    run: str
+    source_id: str
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "ViewRecord":
+        return cls(Task(obj["task"]), obj["key"], int(obj["view"]), int(obj["attempt"]), obj["status"],
+                   obj.get("reason"), obj.get("prompt"), obj.get("response"), obj.get("meta") or {},
+                   obj.get("run", ""), obj.get("id", ""))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": self.task.value, "key": self.key, "view": self.view, "attempt": self.attempt,
+                "status": self.status, "reason": self.reason, "prompt": self.prompt, "response": self.response,
+                "meta": self.meta, "run": self.run, "id": self.source_id}
+
+
+def _read_shard(path: Path, cipher: security.AtRestCipher | None) -> tuple[list[ViewRecord], int, int]:
+    """Records of one shard, the byte length up to its last complete line, and the bad-line count.
+
+    A last line without its newline is torn (the writer was killed mid-write): it is never parsed.
+    A complete line that does not parse is skipped and counted, but kept on disk.
+    """
+    records: list[ViewRecord] = []
+    good_end = 0
+    bad = 0
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n"):  # torn last line
+                bad += 1
+                break
+            good_end += len(raw)
+            text = raw.decode("utf-8", errors="replace").strip()
+            if not text:
+                continue
+            try:
+                obj = json.loads(security.decode_line(text, cipher, file=str(path), line_no=n))
+                records.append(ViewRecord.from_json(obj))
+            except security.EncryptionKeyError:
+                raise
+            except Exception:  # noqa: BLE001 - unparsable line: ignored and counted
+                bad += 1
+    return records, good_end, bad
+
+
+class ShardWriter:
+    """Appends records to this run's shard; holds the cache lock while open."""
+
+    def __init__(self, cache: "ViewCache", run_id: str):
+        self.cache = cache
+        self.run_id = run_id
+        self.path = cache.path / "shards" / f"{run_id}.jsonl"
+        security.secure_mkdir(self.path.parent)
+        self._lock_fh = security.secure_open(cache.path / "lock", "a")
+        try:
+            fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_fh.close()
+            raise CacheLockedError(f"{cache.path} is being written by another `guardmatch augment` run") from None
+        cache.repair()
+        self._fh = security.secure_open(self.path, "a")
+        self._cipher = security.AtRestCipher.from_env()
+        self.written = 0
+
+    def write(self, record: ViewRecord) -> None:
+        line = json.dumps(record.to_json(), ensure_ascii=False)
+        self._fh.write(security.encode_line(line, self._cipher) + "\n")
+        self.written += 1
+        self.cache._add(record)
+
+    def flush(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self.flush()
+            self._fh.close()
+        if not self._lock_fh.closed:
+            fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
+            self._lock_fh.close()
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class ViewCache:
+    """Reader (and, through :meth:`writer`, writer) of one augmenter's cache directory."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]):
+        self.path = Path(path)
+        self.manifest = manifest
+        # (task, key) -> view index -> records (attempt order)
+        self._index: dict[tuple[Task, str], dict[int, list[ViewRecord]]] = defaultdict(lambda: defaultdict(list))
+        self.bad_lines = 0
+        self._load()
+
+    # ---- opening ---------------------------------------------------------------------------
+    @staticmethod
+    def dir_name(augmenter_name: str, fingerprint: str) -> str:
+        return f"{augmenter_name}-{fingerprint[:12]}"
+
+    @classmethod
+    def create(cls, description: dict[str, Any], fingerprint: str, cache_root: str | os.PathLike | None = None,
+               command: str | None = None) -> "ViewCache":
+        """Open the cache of this augmenter description, creating directory and manifest if new."""
+        path = views_root(cache_root) / cls.dir_name(description["name"], fingerprint)
+        manifest_file = path / MANIFEST
+        if manifest_file.is_file():
+            manifest = json.loads(security.read_secure_bytes(manifest_file))
+            if manifest.get("fingerprint") != fingerprint:
+                raise ValueError(f"{path}: manifest fingerprint {manifest.get('fingerprint')!r} != {fingerprint!r}")
+            if command and not manifest.get("command"):
+                manifest["command"] = command
+            return cls(path, manifest)
+        security.secure_mkdir(path / "shards")
+        manifest = {"augmenter": description["name"], "fingerprint": fingerprint, "description": description,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command}
+        cache = cls(path, manifest)
+        cache.write_manifest()
+        return cache
+
+    @classmethod
+    def open(cls, name_or_path: str | os.PathLike, cache_root: str | os.PathLike | None = None,
+             fingerprint: str | None = None) -> "ViewCache":
+        """Open by directory path, by ``<name>-<fp12>`` directory name, or by augmenter name.
+
+        An augmenter name that matches several fingerprints is ambiguous: pass ``fingerprint`` (a
+        prefix is enough) or the directory path. The error lists the candidates.
+        """
+        path = Path(name_or_path).expanduser()
+        if (path / MANIFEST).is_file():
+            return cls._from_dir(path)
+        root = Path(cache_root).expanduser() if cache_root is not None else security.cache_root()
+        base = root / "views"
+        if (base / str(name_or_path) / MANIFEST).is_file():
+            return cls._from_dir(base / str(name_or_path))
+        candidates = sorted(p.parent for p in base.glob(f"{name_or_path}-*/{MANIFEST}")) if base.is_dir() else []
+        candidates = [p for p in candidates if p.name.rsplit("-", 1)[0] == str(name_or_path)]
+        if fingerprint:
+            candidates = [p for p in candidates if fingerprint.startswith(p.name.rsplit("-", 1)[1])
+                          or p.name.rsplit("-", 1)[1].startswith(fingerprint[:12])]
+        if not candidates:
+            known = sorted(p.name for p in base.iterdir()) if base.is_dir() else []
+            raise FileNotFoundError(
+                f"no view cache {str(name_or_path)!r} under {base}"
+                + (f"; caches there: {', '.join(known)}" if known else " (none yet)")
+                + ". Create one with `guardmatch augment --augmenter ... --input ...`"
+            )
+        if len(candidates) > 1:
+            raise ValueError(
+                f"{len(candidates)} caches of augmenter {str(name_or_path)!r} under {base} "
+                f"({', '.join(p.name for p in candidates)}): pass the directory name or path"
+            )
+        return cls._from_dir(candidates[0])
+
+    @classmethod
+    def _from_dir(cls, path: Path) -> "ViewCache":
+        manifest = json.loads(security.read_secure_bytes(path / MANIFEST))
+        return cls(path, manifest)
+
+    # ---- loading ---------------------------------------------------------------------------
+    def shard_paths(self) -> list[Path]:
+        return sorted((self.path / "shards").glob("*.jsonl"))
+
+    def _load(self) -> None:
+        cipher = None  # decode_line falls back to the env key when a line is encrypted
+        for shard in self.shard_paths():
+            records, _, bad = _read_shard(shard, cipher)
+            self.bad_lines += bad
+            for rec in records:
+                self._add(rec)
+
+    def _add(self, record: ViewRecord) -> None:
+        self._index[(record.task, record.key)][record.view].append(record)
+
+    def repair(self) -> int:
+        """Truncate torn/unparsable tails of shards (after a kill). Returns bytes removed."""
+        removed = 0
+        for shard in self.shard_paths():
+            _, good_end, bad = _read_shard(shard, None)
+            size = shard.stat().st_size
+            if good_end < size:
+                with open(shard, "r+b") as fh:
+                    fh.truncate(good_end)
+                removed += size - good_end
+        return removed
+
+    def reload(self) -> "ViewCache":
+        self._index.clear()
+        self.bad_lines = 0
+        self._load()
+        return self
+
+    def writer(self, run_id: str | None = None) -> ShardWriter:
+        run_id = run_id or time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        return ShardWriter(self, run_id)
+
+    # ---- slots -----------------------------------------------------------------------------
+    def records(self, task: Task | str, key: str) -> dict[int, list[ViewRecord]]:
+        return self._index.get((Task(task), key), {})
+
+    def slot_state(self, task: Task | str, key: str, view: int) -> tuple[bool, int]:
+        """(has an accepted record, number of attempts made) for one view slot."""
+        recs = self.records(task, key).get(view, [])
+        return any(r.status == ACCEPTED for r in recs), len(recs)
+
+    def iter_records(self, task: Task | str | None = None) -> Iterator[ViewRecord]:
+        for (t, _), views in self._index.items():
+            if task is not None and t is not Task(task):
+                continue
+            for recs in views.values():
+                yield from recs
+
+    # ---- reader API (training) ---------------------------------------------------------------
+    def accepted(self, example: Example, task: Task | str, max_views: int | None = None) -> list[Example]:
+        """Accepted views of one example, as Example copies, in view-slot order."""
+        task = Task(task)
+        out: list[Example] = []
+        for view in sorted(self.records(task, example.content_hash(task))):
+            for rec in self.records(task, example.content_hash(task))[view]:
+                if rec.status == ACCEPTED:
+                    meta = {"augmenter": self.manifest.get("augmenter"), "view_index": rec.view,
+                            "augment_fingerprint": self.manifest.get("fingerprint", "")[:12], **rec.meta}
+                    out.append(make_view(example, task, rec.prompt, rec.response, meta))
+                    break
+            if max_views is not None and len(out) >= max_views:
+                break
+        return out
+
+    def views_for(self, examples: Sequence[Example], task: Task | str, min_coverage: float = 1.0,
+                  max_views: int | None = None,
+                  on_missing: Literal["identity", "empty"] = "identity") -> list[list[Example]]:
+        """Accepted views of every example (``out[i]`` belongs to ``examples[i]``).
+
+        Raises :class:`MissingViewsError` if the share of examples with at least one view is below
+        ``min_coverage``. Below full coverage, examples without views get ``[example]`` itself
+        (``on_missing="identity"``, marked ``metadata['missing_view']=True``) or ``[]``.
+        """
+        task = Task(task)
+        out = [self.accepted(ex, task, max_views) for ex in examples]
+        missing = sum(1 for views in out if not views)
+        if examples and (len(examples) - missing) / len(examples) < min_coverage:
+            raise MissingViewsError(missing, len(examples), self.path, self.fill_command(task))
+        if missing and on_missing == "identity":
+            for i, views in enumerate(out):
+                if not views:
+                    meta = {**examples[i].metadata, "augmenter": "identity", "missing_view": True}
+                    out[i] = [Example(examples[i].id, examples[i].prompt, examples[i].response, examples[i].label,
+                                      examples[i].source, meta)]
+        return out
+
+    def coverage(self, examples: Sequence[Example], task: Task | str) -> float:
+        """Share of ``examples`` with at least one accepted view."""
+        if not examples:
+            return 1.0
+        task = Task(task)
+        have = sum(1 for ex in examples if self._has_accepted(task, ex.content_hash(task)))
+        return have / len(examples)
+
+    def _has_accepted(self, task: Task, key: str) -> bool:
+        return any(r.status == ACCEPTED for recs in self.records(task, key).values() for r in recs)
+
+    def fill_command(self, task: Task | str) -> str:
+        cmd = self.manifest.get("command")
+        if cmd:
+            return cmd
+        desc = self.manifest.get("description", {})
+        return (f"guardmatch augment --augmenter {desc.get('name', self.manifest.get('augmenter'))} "
+                f"--task {Task(task).value} --input <the same input> --cache-dir {self.path.parent.parent}")
+
+    # ---- statistics ------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counts per task: source texts, accepted views, attempts, rejections by reason."""
+        out: dict[str, Any] = {}
+        for task in Task:
+            texts = accepted = attempts = 0
+            reasons: Counter = Counter()
+            for (t, _), views in self._index.items():
+                if t is not task:
+                    continue
+                texts += 1
+                for recs in views.values():
+                    attempts += len(recs)
+                    accepted += sum(r.status == ACCEPTED for r in recs)
+                    reasons.update(r.reason or "unknown" for r in recs if r.status == REJECTED)
+            if texts:
+                out[task.value] = {"texts": texts, "accepted_views": accepted, "attempts": attempts,
+                                   "rejected": dict(sorted(reasons.items())),
+                                   "rejection_rate": round(1 - accepted / attempts, 4) if attempts else 0.0}
+        return out
+
+    def write_manifest(self, **extra: Any) -> None:
+        """Rewrite ``manifest.json`` atomically with fresh counts (and ``extra`` fields)."""
+        self.manifest.update(extra)
+        self.manifest["counts"] = self.stats()
+        self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        security.write_secure_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2, ensure_ascii=False))
+
+    def register_source(self, source: str | os.PathLike) -> None:
+        """Record this cache as derived from ``source`` (a pool file) for ``guardmatch purge``."""
+        try:
+            security.register_derived(source, self.path, kind="view-cache")
+        except Exception:  # noqa: BLE001 - bookkeeping must never break generation
+            pass
+
+
+def list_caches(cache_root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every view cache under the root with its manifest summary."""
+    root = views_root(cache_root)
+    out = []
+    for manifest in sorted(root.glob(f"*/{MANIFEST}")):
+        data = json.loads(security.read_secure_bytes(manifest))
+        out.append({"dir": str(manifest.parent), "augmenter": data.get("augmenter"),
+                    "fingerprint": data.get("fingerprint", "")[:12], "counts": data.get("counts", {}),
+                    "updated": data.get("updated")})
+    return out
+
+
+def unique_by_key(examples: Iterable[Example], task: Task | str) -> list[Example]:
+    """First example of each distinct content hash (views are shared by identical texts)."""
+    task = Task(task)
+    seen: set[str] = set()
+    out = []
+    for ex in examples:
+        key = ex.content_hash(task)
+        if key not in seen:
+            seen.add(key)
+            out.append(ex)
+    return out
