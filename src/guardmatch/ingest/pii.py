@@ -26,6 +26,7 @@ recall/precision per type by injecting known PII into real prompts.
 from __future__ import annotations
 
 import re
+import string
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -97,9 +98,9 @@ _SECRET_PATTERN_LIST: list[re.Pattern] = [
     re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,255}\b"),
     re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b"),
     re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}\b"),
-    re.compile(r"\bsk-(?:proj-|svcacct-|admin-|ant-(?:api\d\d-)?)?[A-Za-z0-9_-]{20,}\b"),
+    re.compile(r"\bsk-(?:proj-|svcacct-|admin-|ant-(?:api\d\d-)?)?[A-Za-z0-9_-]{20,}"),
     re.compile(r"\bxox[abprso]-[A-Za-z0-9-]{10,}\b"),
-    re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    re.compile(r"\bAIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])"),
     re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}\b"),
     re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),
     re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"),
@@ -144,7 +145,73 @@ def _secret_spans(text: str) -> list[Span]:
 # ---------------------------------------------------------------------------------------------
 
 _DIGIT = re.compile(r"\d")
+_DIGIT_ONLY = re.compile(r"\D")
+# dates (05.06.2019, 2019-06-05) that phone matchers accept as numbers in some region
+_DATE_LIKE = re.compile(r"^\s*(?:\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}[./-]\d{1,2}[./-]\d{1,2})\s*$")
+
+
+# what Presidio's regexes miss: cards grouped with dots or double spaces, defanged IPv4 (1[.]2[.]3[.]4)
+_CARD_LOOSE = re.compile(r"(?<!\d)(?<!\d\.)\d{4}(?:(?:\.|\s{1,2}|-)\d{4}){2}(?:\.|\s{1,2}|-)\d{3,4}(?:\d{3})?(?!\d|\.\d)")
+_IP_DEFANGED = re.compile(r"(?<!\d)(\d{1,3})\[\.\](\d{1,3})\[\.\](\d{1,3})\[\.\](\d{1,3})(?!\d)")
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)  # keeps offsets (unlike str.upper)
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        v = int(ch)
+        if i % 2:
+            v = v * 2 - 9 if v > 4 else v * 2
+        total += v
+    return total % 10 == 0 and len(set(digits)) > 1
+
+
+def _extra_spans(text: str, types: list[str]) -> list[Span]:
+    out = []
+    if "CREDIT_CARD" in types:
+        for m in _CARD_LOOSE.finditer(text):
+            if _luhn_ok(_DIGIT_ONLY.sub("", m.group(0))):
+                out.append(Span("CREDIT_CARD", m.start(), m.end()))
+    if "IP_ADDRESS" in types and "[.]" in text:
+        out.extend(Span("IP_ADDRESS", m.start(), m.end()) for m in _IP_DEFANGED.finditer(text)
+                   if all(int(g) <= 255 for g in m.groups()))
+    return out
+
+
+def _iban_ok(compact: str) -> bool:
+    if len(compact) < 15 or not compact[:2].isalpha() or not compact[2:4].isdigit():
+        return False
+    rearranged = compact[4:] + compact[:4]
+    try:
+        return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    except ValueError:
+        return False
+
+
+def _trim_iban(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """Shrink an IBAN match found on upper-cased text to the groups whose case matches its start
+    (``de89 ... 00 y`` must not swallow the next word), and re-check the mod-97 checksum."""
+    parts = list(re.finditer(r"[A-Za-z0-9]+", text[start:end]))
+    lower_start = parts[0].group(0)[:2].islower()
+    while len(parts) > 1:
+        last = parts[-1].group(0)
+        alpha = [c for c in last if c.isalpha()]
+        if alpha and any(c.islower() != lower_start for c in alpha):
+            parts.pop()
+            continue
+        if _iban_ok("".join(p.group(0) for p in parts).upper()):
+            break
+        parts.pop()
+    new_end = start + parts[-1].end()
+    return (start, new_end) if _iban_ok("".join(p.group(0) for p in parts).upper()) else None
+
+
+def _plausible_phone(span: str) -> bool:
+    """Phone spans need 7-15 digits and must not be a date (phonenumbers is lenient on both)."""
+    n = len(_DIGIT.findall(span))
+    return 7 <= n <= 15 and not _DATE_LIKE.match(span)
 _IBAN_HINT = re.compile(r"\b[A-Za-z]{2}\d{2}")
+_IBAN_LOWER_HINT = re.compile(r"\b[a-z]{2}\d{2}")
 _IP_HINT = re.compile(r"\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]*:")
 _PRESIDIO_TYPES = {
     "EMAIL_ADDRESS": "EMAIL",
@@ -289,8 +356,22 @@ class PiiRedactor:
         for kind, rec in self._presidio.items():
             if kind not in types or not _could_match(kind, text, n_digits):
                 continue
-            for r in rec.analyze(text, rec.supported_entities, None):
-                spans.append(Span(_PRESIDIO_TYPES[r.entity_type], r.start, r.end, float(r.score)))
+            views = [text]
+            if kind == "IBAN" and _IBAN_LOWER_HINT.search(text):
+                # lower-case IBANs are valid too: also match on ASCII-upper-cased text (same offsets)
+                views.append(text.translate(_ASCII_UPPER))
+            for r in (r for view in views for r in rec.analyze(view, rec.supported_entities, None)):
+                start, end = r.start, r.end
+                if kind == "PHONE" and not _plausible_phone(text[start:end]):
+                    continue
+                if kind == "IBAN":
+                    trimmed = _trim_iban(text, start, end)
+                    if trimmed is None:
+                        continue
+                    start, end = trimmed
+                spans.append(Span(_PRESIDIO_TYPES[r.entity_type], start, end, float(r.score)))
+        if n_digits >= 12 or "[.]" in text:
+            spans.extend(_extra_spans(text, types))
         return spans
 
     def redact(self, text: str) -> tuple[str, Counter]:
