@@ -75,6 +75,11 @@ class GuardClassifier(nn.Module):
         self.encoder = encoder
         self.tokenizer = tokenizer
         hidden = int(encoder.config.hidden_size)
+        # The encoder's own pooler (BERT/MPNet) is unused: we pool by masked mean. Freezing it keeps
+        # it out of the optimizer and keeps DDP from waiting for gradients that never come.
+        for name, param in encoder.named_parameters():
+            if name.startswith("pooler."):
+                param.requires_grad_(False)
         self.heads = nn.ModuleList(
             ClassificationHead(hidden, config.num_outputs, config.head_dropout) for _ in range(config.num_heads)
         )

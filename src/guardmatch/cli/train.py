@@ -60,6 +60,8 @@ def train(
             overrides[f"algorithm_params.{key}"] = value
         cfg = load_train_config(config, overrides)
         result = run_training(cfg, console=console)
+    if not result.is_main:
+        return
     console.print(f"[green]model saved to[/] {result.model_dir}")
     if result.evaluation is not None:
         stdout.print(result.evaluation.to_markdown(title=f"{cfg.algorithm}, {cfg.data.labels} labels, seed {cfg.seed}"))

@@ -56,6 +56,7 @@ class RunResult:
     train: TrainResult
     evaluation: EvaluationReport | None
     timings: dict[str, float]
+    is_main: bool = True
 
 
 def load_source(spec: str, task: Task, data: DataConfig, *, require_label: bool = True) -> LoadResult:
@@ -183,7 +184,19 @@ def run_training(
     uses_pool = probe.uses_unlabeled
     algorithm = probe if uses_pool else build_algorithm(config.algorithm, config.algorithm_params, 2, 0)
     algorithm.to(accelerator.device)
-    views = load_views(config, pool) if uses_pool else None
+    views = None
+    if uses_pool:
+        views = load_views(config, pool)
+        covered = [i for i, v in enumerate(views) if v]
+        if len(covered) < len(pool):
+            note = (f"views cover {len(covered)} of {len(pool)} pool examples: the pool is restricted to the "
+                    "covered ones (views.min_coverage allows this)")
+            prepared.notes.append(note)
+            console.print(f"[yellow]note:[/] {note}")
+            pool = [pool[i] for i in covered]
+            views = [views[i] for i in covered]
+            algorithm = build_algorithm(config.algorithm, config.algorithm_params, 2, len(pool))
+            algorithm.to(accelerator.device)
     timings["views_s"] = time.perf_counter() - t
 
     model = build_model(config, algorithm.num_heads, algorithm.num_outputs(2))
@@ -233,7 +246,7 @@ def run_training(
         }
         (out / "run.json").write_text(json.dumps(summary, indent=2))
     accelerator.wait_for_everyone()
-    return RunResult(config, out, model_dir, result, report, timings)
+    return RunResult(config, out, model_dir, result, report, timings, accelerator.is_main_process)
 
 
 def _to_yaml(config: TrainConfig) -> str:

@@ -185,8 +185,21 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         logs = {"loss": float(out.loss.detach()), **{k: float(v) for k, v in out.logs.items()}}
+        if acc.num_processes > 1:
+            logs.update(self._mean_over_ranks(logs))
         logs["lr"] = float(self.scheduler.get_last_lr()[-1])
         return logs
+
+    _REDUCED_LOGS = ("loss", "sup_loss", "unsup_loss", "mask_rate", "pseudo_label_acc")
+
+    def _mean_over_ranks(self, logs: dict[str, float]) -> dict[str, float]:
+        """Average the headline logs over processes (a rank without a value, e.g. no masked
+        example with a known label, is left out of that key's mean)."""
+        vals = torch.tensor([logs.get(k, float("nan")) for k in self._REDUCED_LOGS], dtype=torch.float64)
+        have = ~torch.isnan(vals)
+        packed = torch.stack([torch.where(have, vals, torch.zeros_like(vals)), have.double()]).to(self.accelerator.device)
+        total = self.accelerator.reduce(packed, reduction="sum").cpu()
+        return {k: float(total[0, i] / total[1, i]) for i, k in enumerate(self._REDUCED_LOGS) if total[1, i] > 0}
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -270,6 +283,21 @@ class Trainer:
                 path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         return kept
 
+    def save_algorithm_state(self) -> None:
+        """Final algorithm state (APM tables, thresholds ...) for routing and audits.
+
+        ``algorithm.safetensors`` from the main process; with several processes every rank also
+        writes ``algorithm-rank{r}.safetensors`` so their agreement can be checked.
+        """
+        from guardmatch.algorithms import save_algorithm_state
+
+        acc = self.accelerator
+        if self.is_main:
+            save_algorithm_state(self.algorithm, self.output_dir / "algorithm.safetensors")
+        if acc.num_processes > 1:
+            save_algorithm_state(self.algorithm, self.output_dir / f"algorithm-rank{acc.process_index}.safetensors")
+        acc.wait_for_everyone()
+
     # ------------------------------------------------------------------ loop
     def train(self) -> TrainResult:
         """Run to ``optim.max_steps`` (resuming if a checkpoint exists); return the final model."""
@@ -346,6 +374,7 @@ class Trainer:
             if log_file:
                 log_file.close()
         acc.wait_for_everyone()
+        self.save_algorithm_state()
         final = self.model
         if best is not None and self.validation and (best_dir / "model.safetensors").exists():
             final = GuardClassifier.from_pretrained(best_dir)
