@@ -7,7 +7,9 @@ One command regenerates everything (resuming from the cache, so a finished stage
 
 Stages, in order (all with the quality filters on and the embedding-similarity intent check):
 
-a. EDA, 2 views: every prompt of wildguardtrain_sample and prompt_pool, every response_pool pair.
+a. EDA, 2 views: every prompt of wildguardtrain_sample and prompt_pool, every response_pool pair
+   (the prompt_pool and response_pool parts run after d: on a shared 2-core machine the LLM views
+   matter more).
 b. LLM rewrite (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, llama.cpp), 1 view: a seeded random 1,000
    wildguardtrain_sample prompts (``--sample 1000 --sample-seed 20250101``).
 c. LLM backtranslation (same model, pivot de), 1 view: the same 1,000 prompts.
@@ -49,9 +51,6 @@ def stages(cache_dir: str) -> list[tuple[str, AugmentSettings]]:
     llm_bt = {**QWEN, "pivots": ["de"]}
     return [
         ("a-eda-wildguardtrain", AugmentSettings(augmenter="eda", input="wildguardtrain", views=2, **common)),
-        ("a-eda-prompt_pool", AugmentSettings(augmenter="eda", input="prompt_pool", views=2, **common)),
-        ("a-eda-response_pool", AugmentSettings(augmenter="eda", input="response_pool", task=Task.RESPONSE,
-                                                views=2, **common)),
         ("b-llm-rewrite-wildguardtrain-1000", AugmentSettings(
             augmenter="llm-rewrite", input="wildguardtrain", views=1, sample=1000, sample_seed=SAMPLE_SEED,
             augmenter_config=QWEN, **common)),
@@ -64,6 +63,9 @@ def stages(cache_dir: str) -> list[tuple[str, AugmentSettings]]:
         ("d-llm-backtranslation-response_pool-300", AugmentSettings(
             augmenter="llm-backtranslation", input="response_pool", task=Task.RESPONSE, views=1, sample=300,
             sample_seed=SAMPLE_SEED, augmenter_config=llm_bt, **common)),
+        ("a-eda-prompt_pool", AugmentSettings(augmenter="eda", input="prompt_pool", views=2, **common)),
+        ("a-eda-response_pool", AugmentSettings(augmenter="eda", input="response_pool", task=Task.RESPONSE,
+                                                views=2, **common)),
         ("e-llm-rewrite-wildguardtrain-all", AugmentSettings(
             augmenter="llm-rewrite", input="wildguardtrain", views=1, augmenter_config=QWEN, **common)),
     ]

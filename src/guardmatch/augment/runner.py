@@ -176,19 +176,25 @@ def augment(
                     bar.update(tid, advance=len(batch),
                                stats=f"ok {accepted} rej {sum(rejected.values())} {accepted / max(elapsed, 1e-9):.2f} views/s")
                     if time.perf_counter() - last_manifest > manifest_every_s:
-                        cache.write_manifest()
+                        _record_run(cache, report, attempts, accepted, rejected, t0, gen_s, filt_s, queue)
                         last_manifest = time.perf_counter()
             finally:
-                report.attempts, report.accepted, report.rejected = attempts, accepted, dict(rejected)
-                report.elapsed_s = round(time.perf_counter() - t0, 3)
-                report.generate_s, report.filter_s = round(gen_s, 3), round(filt_s, 3)
-                report.complete = not queue
-                runs = list(cache.manifest.get("runs", []))
-                if attempts:
-                    runs.append({k: v for k, v in report.summary().items() if k not in ("cache_counts",)})
-                cache.write_manifest(runs=runs)
+                _record_run(cache, report, attempts, accepted, rejected, t0, gen_s, filt_s, queue)
                 report.cache_counts = cache.manifest.get("counts", {})
     return report
+
+
+def _record_run(cache: ViewCache, report: AugmentReport, attempts: int, accepted: int, rejected: Counter,
+                t0: float, gen_s: float, filt_s: float, queue: deque) -> None:
+    """Update the report and this run's entry in the manifest (also mid-run: a kill loses <30 s of it)."""
+    report.attempts, report.accepted, report.rejected = attempts, accepted, dict(rejected)
+    report.elapsed_s = round(time.perf_counter() - t0, 3)
+    report.generate_s, report.filter_s = round(gen_s, 3), round(filt_s, 3)
+    report.complete = not queue
+    runs = [r for r in cache.manifest.get("runs", []) if r.get("run_id") != report.run_id]
+    if attempts:
+        runs.append({k: v for k, v in report.summary().items() if k != "cache_counts"})
+    cache.write_manifest(runs=runs)
 
 
 def cache_identity(augmenter: Augmenter, quality_filter: QualityFilter) -> tuple[dict[str, Any], str]:

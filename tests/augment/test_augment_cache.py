@@ -1,0 +1,121 @@
+"""The view cache: records, torn lines, reader API, coverage, errors, file modes, encryption."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from guardmatch.augment.cache import ACCEPTED, REJECTED, MissingViewsError, ViewCache, ViewRecord, list_caches
+from guardmatch.data.example import Example, Task
+
+DESC = {"name": "unit", "config": {"x": 1}}
+FP = "ab" * 32
+
+
+def _examples() -> list[Example]:
+    return [Example(f"e{i}", f"prompt number {i}", None, i % 2, "unit") for i in range(4)]
+
+
+def _rec(ex: Example, view: int, attempt: int, status: str, text: str | None, reason: str | None = None) -> ViewRecord:
+    return ViewRecord(Task.PROMPT, ex.content_hash("prompt"), view, attempt, status, reason, text, None,
+                      {"note": "x"}, "run1", ex.id)
+
+
+def test_write_read_views_for_and_counts(tmp_path):
+    exs = _examples()
+    cache = ViewCache.create(DESC, FP, tmp_path)
+    with cache.writer("run1") as w:
+        w.write(_rec(exs[0], 0, 0, ACCEPTED, "view a0"))
+        w.write(_rec(exs[0], 1, 0, REJECTED, "bad", "echo"))
+        w.write(_rec(exs[0], 1, 1, ACCEPTED, "view a1"))
+        w.write(_rec(exs[1], 0, 0, REJECTED, "", "empty"))
+        w.write(_rec(exs[2], 0, 0, ACCEPTED, "view c0"))
+    cache.write_manifest()
+    back = ViewCache.open(cache.path)
+    views = back.views_for(exs[:3], "prompt", min_coverage=0.5, on_missing="empty")
+    assert [v.prompt for v in views[0]] == ["view a0", "view a1"]
+    assert views[1] == []
+    assert views[0][0].id == "e0" and views[0][0].label == exs[0].label and views[0][0].source == "unit"
+    assert views[0][1].metadata["view_index"] == 1 and views[0][1].metadata["augmenter"] == "unit"
+    assert back.coverage(exs, "prompt") == pytest.approx(0.5)
+    stats = back.stats()["prompt"]
+    assert stats == {"texts": 3, "accepted_views": 3, "attempts": 5, "rejected": {"echo": 1, "empty": 1},
+                     "rejection_rate": 0.4}
+    manifest = json.loads((cache.path / "manifest.json").read_text())
+    assert manifest["counts"]["prompt"]["rejected"] == {"echo": 1, "empty": 1}
+    # identity fallback marks the missing view
+    ident = back.views_for(exs[:3], "prompt", min_coverage=0.5)
+    assert ident[1][0].prompt == exs[1].prompt and ident[1][0].metadata["missing_view"] is True
+
+
+def test_missing_views_error_names_count_and_command(tmp_path):
+    exs = _examples()
+    cache = ViewCache.create(DESC, FP, tmp_path, command="guardmatch augment --augmenter unit --input x.jsonl")
+    with cache.writer() as w:
+        w.write(_rec(exs[0], 0, 0, ACCEPTED, "only one"))
+    with pytest.raises(MissingViewsError) as err:
+        ViewCache.open(cache.path).views_for(exs, "prompt")
+    assert err.value.missing == 3 and err.value.total == 4
+    assert "3 of 4 examples" in str(err.value) and "guardmatch augment --augmenter unit" in str(err.value)
+
+
+def test_torn_last_line_is_ignored_and_repaired(tmp_path):
+    exs = _examples()
+    cache = ViewCache.create(DESC, FP, tmp_path)
+    with cache.writer("run1") as w:
+        w.write(_rec(exs[0], 0, 0, ACCEPTED, "kept"))
+    shard = cache.path / "shards" / "run1.jsonl"
+    good = shard.read_bytes()
+    with open(shard, "ab") as fh:  # what a SIGKILL in the middle of a write leaves
+        fh.write(b'{"task": "prompt", "key": "' + exs[1].content_hash("prompt").encode() + b'", "view": 0, "att')
+    reader = ViewCache.open(cache.path)
+    assert reader.bad_lines == 1
+    assert reader.coverage(exs[:2], "prompt") == 0.5
+    with reader.writer("run2") as w:  # opening a writer truncates the torn tail
+        w.write(_rec(exs[1], 0, 0, ACCEPTED, "new"))
+    assert shard.read_bytes() == good
+    final = ViewCache.open(cache.path)
+    assert final.bad_lines == 0 and final.coverage(exs[:2], "prompt") == 1.0
+
+
+def test_files_are_owner_only_and_lock_is_exclusive(tmp_path):
+    from guardmatch.augment.cache import CacheLockedError
+
+    cache = ViewCache.create(DESC, FP, tmp_path / "root")
+    with cache.writer("r") as w:
+        w.write(_rec(_examples()[0], 0, 0, ACCEPTED, "x"))
+        with pytest.raises(CacheLockedError):
+            ViewCache.open(cache.path).writer("other")
+    for path in (cache.path, cache.path / "shards", tmp_path / "root" / "views"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    for path in (cache.path / "manifest.json", cache.path / "shards" / "r.jsonl"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_open_by_name_and_ambiguity(tmp_path):
+    c1 = ViewCache.create(DESC, "11" * 32, tmp_path)
+    assert ViewCache.open("unit", cache_root=tmp_path).path == c1.path
+    assert ViewCache.open(c1.path.name, cache_root=tmp_path).path == c1.path
+    ViewCache.create(DESC, "22" * 32, tmp_path)
+    with pytest.raises(ValueError, match="2 caches of augmenter 'unit'"):
+        ViewCache.open("unit", cache_root=tmp_path)
+    assert ViewCache.open("unit", cache_root=tmp_path, fingerprint="22" * 32).path.name.endswith("222222222222")
+    with pytest.raises(FileNotFoundError, match="no view cache 'nope'"):
+        ViewCache.open("nope", cache_root=tmp_path)
+    assert {c["fingerprint"] for c in list_caches(tmp_path)} == {"11" * 6, "22" * 6}
+
+
+def test_encrypted_at_rest_when_key_is_set(tmp_path, monkeypatch):
+    pytest.importorskip("cryptography")
+    from guardmatch.security import generate_key
+
+    monkeypatch.setenv("GUARDMATCH_ENCRYPTION_KEY", generate_key())
+    exs = _examples()
+    cache = ViewCache.create(DESC, FP, tmp_path)
+    with cache.writer("enc") as w:
+        w.write(_rec(exs[0], 0, 0, ACCEPTED, "secret harmful view"))
+    raw = (cache.path / "shards" / "enc.jsonl").read_text()
+    assert "secret harmful view" not in raw and raw.startswith("gmenc1:")
+    assert ViewCache.open(cache.path).views_for(exs[:1], "prompt")[0][0].prompt == "secret harmful view"
