@@ -1,0 +1,473 @@
+"""The guardmatch HTTP server (FastAPI): OpenAI-compatible moderation, prompt/response classification.
+
+Endpoints
+---------
+``POST /v1/moderations``
+    OpenAI's moderation schema, so existing clients work unchanged: ``{"input": str | [str] |
+    [{"type": "text", "text": ...}], "model"?}`` -> ``{"id": "modr-...", "model", "results": [{"flagged",
+    "categories", "category_scores", "category_applied_input_types"}]}``, one result per input string
+    (a list of content parts is one input, as in OpenAI's API). Scored by the *prompt* model.
+
+    Categories: guardmatch predicts one binary category, ``harmful``. Results carry ``harmful`` plus
+    every OpenAI category key (``hate``, ``violence``, ``self-harm/intent``, ...) set to ``false`` / ``0.0``
+    with no applied input types: we do not predict them, and copying the harm score into each of them
+    would claim e.g. "hate" for a self-harm prompt. Clients that read ``flagged`` (what most
+    integrations gate on) get our decision at the calibrated threshold; clients that read one
+    specific OpenAI category get "not flagged" for it, which is the truth about this model. The
+    typed OpenAI SDK parses the result (every field it requires is present).
+
+``POST /v1/classify``
+    ``{"prompt", "response"?}`` -> prompt-harm (prompt model) and, with a response and a response
+    model, response-harm (scored on the prompt+response pair): score, label, flagged and the
+    threshold used, per model.
+
+``GET /healthz`` (never behind auth), ``GET /metrics`` (Prometheus text: requests by endpoint and
+status, request latency, batch sizes, inference time, queue depth, process memory), ``GET /v1/models``.
+
+Errors use OpenAI's error body ``{"error": {"message", "type", "param", "code"}}``: 413 for a body,
+list or text over the limits, 422 for a malformed request (the message names the field), 401 for a
+missing/wrong bearer token when ``api_key`` is set, 503 when the queue is full. The server keeps no
+request text: nothing is logged or written but counts and timings.
+"""
+
+import asyncio
+import hmac
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from guardmatch.data.example import LABEL_NAMES, Task
+from guardmatch.serving.batcher import MicroBatcher, QueueFullError
+
+# The category keys of OpenAI's moderation results (omni-moderation), all present in every result.
+OPENAI_CATEGORIES: tuple[str, ...] = (
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
+    "self-harm", "self-harm/intent", "self-harm/instructions", "sexual", "sexual/minors", "violence",
+    "violence/graphic",
+)
+HARM_CATEGORY = "harmful"
+
+
+@dataclass
+class ServerConfig:
+    """Limits and batching of the server (the CLI's ``serve`` options)."""
+
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    max_list_length: int = 64
+    max_input_chars: int = 32_000
+    max_body_bytes: int | None = None  # default: derived from the two limits above
+    queue_limit: int = 4096
+    api_key: str | None = None
+    inference_batch_size: int | None = None  # default: max_batch
+
+    def body_limit(self) -> int:
+        if self.max_body_bytes is not None:
+            return int(self.max_body_bytes)
+        # Worst case JSON-escaped UTF-8 (6 bytes per char as \uXXXX) plus framing.
+        return int(self.max_list_length * (self.max_input_chars * 6 + 64) + 4096)
+
+
+@dataclass
+class ServedModel:
+    """A loaded classifier (PyTorch or ONNX) with the name clients see."""
+
+    name: str
+    classifier: Any
+    path: str | None = None
+    batcher: MicroBatcher | None = field(default=None, repr=False)
+
+    @property
+    def task(self) -> Task:
+        return Task(self.classifier.config.task)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.classifier.config.threshold)
+
+    @property
+    def backend(self) -> str:
+        return "onnx" if type(self.classifier).__name__ == "OnnxClassifier" else "pytorch"
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.classifier.config
+        return {"name": self.name, "path": self.path, "task": self.task.value, "backend": self.backend,
+                "threshold": self.threshold, "temperature": float(cfg.temperature),
+                "calibrated": bool(cfg.calibration)}
+
+
+class ApiError(Exception):
+    """An error answered with OpenAI's error body."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def load_served_model(path: str | Path, name: str | None = None, *, threads: int | None = None) -> ServedModel:
+    """Load a model directory (PyTorch or ONNX export) for serving."""
+    from guardmatch.serving.backends import load_classifier
+
+    path = Path(path)
+    clf = load_classifier(path, threads=threads)
+    return ServedModel(name=name or path.name, classifier=clf, path=str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------------
+
+
+class ServerMetrics:
+    """Prometheus metrics in a registry of their own (several apps can live in one process)."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.requests = Counter("guardmatch_requests", "HTTP requests by endpoint and status",
+                                ["endpoint", "method", "status"], registry=self.registry)
+        self.latency = Histogram("guardmatch_request_duration_seconds", "Request latency by endpoint", ["endpoint"],
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                                 registry=self.registry)
+        self.batch_size = Histogram("guardmatch_batch_size", "Texts per inference batch", ["model"],
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry)
+        self.inference = Histogram("guardmatch_inference_seconds", "Seconds per inference batch", ["model"],
+                                   buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                                   registry=self.registry)
+        self.texts = Counter("guardmatch_texts", "Texts scored", ["model"], registry=self.registry)
+        self.flagged = Counter("guardmatch_flagged", "Texts flagged harmful", ["model"], registry=self.registry)
+        self.queue = Gauge("guardmatch_queue_texts", "Texts waiting for a batch", ["model"], registry=self.registry)
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+# ---------------------------------------------------------------------------------------------
+# Request parsing (by hand, for clear messages)
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_text(text: Any, where: str, cfg: ServerConfig) -> str:
+    if not isinstance(text, str):
+        raise ApiError(422, f"{where} must be a string, got {type(text).__name__}", param=where)
+    if len(text) > cfg.max_input_chars:
+        raise ApiError(413, f"{where} has {len(text)} characters; this server accepts at most "
+                            f"{cfg.max_input_chars} per text", param=where, code="input_too_large")
+    return text
+
+
+def parse_moderation_input(body: Any, cfg: ServerConfig) -> list[str]:
+    """The texts of a moderation request, one per result; raises :class:`ApiError` (413/422)."""
+    if not isinstance(body, dict):
+        raise ApiError(422, "request body must be a JSON object with an 'input' field")
+    if "input" not in body:
+        raise ApiError(422, "'input' is required: a string, a list of strings, or a list of "
+                            "{\"type\": \"text\", \"text\": ...} parts", param="input")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ApiError(422, "'model' must be a string", param="model")
+    raw = body["input"]
+    if isinstance(raw, str):
+        return [_check_text(raw, "input", cfg)]
+    if not isinstance(raw, list):
+        raise ApiError(422, f"'input' must be a string or a list, got {type(raw).__name__}", param="input")
+    if not raw:
+        raise ApiError(422, "'input' is an empty list", param="input")
+    if len(raw) > cfg.max_list_length:
+        raise ApiError(413, f"'input' has {len(raw)} items; this server accepts at most {cfg.max_list_length} "
+                            "per request", param="input", code="too_many_inputs")
+    if all(isinstance(x, dict) for x in raw):  # content parts: one input (OpenAI multi-modal form)
+        texts = []
+        for i, part in enumerate(raw):
+            kind = part.get("type")
+            if kind == "text":
+                texts.append(_check_text(part.get("text"), f"input[{i}].text", cfg))
+            elif kind == "image_url":
+                raise ApiError(422, f"input[{i}]: image inputs are not supported by this model (text only)",
+                               param=f"input[{i}]", code="unsupported_input_type")
+            else:
+                raise ApiError(422, f"input[{i}].type must be 'text', got {kind!r}", param=f"input[{i}].type")
+        joined = "\n".join(texts)
+        return [_check_text(joined, "input", cfg)]
+    return [_check_text(x, f"input[{i}]", cfg) for i, x in enumerate(raw)]
+
+
+def parse_classify(body: Any, cfg: ServerConfig) -> tuple[str, str | None]:
+    if not isinstance(body, dict):
+        raise ApiError(422, "request body must be a JSON object: {\"prompt\": ..., \"response\"?: ...}")
+    unknown = sorted(set(body) - {"prompt", "response"})
+    if unknown:
+        raise ApiError(422, f"unknown field(s) {unknown}; expected 'prompt' and optionally 'response'",
+                       param=unknown[0])
+    if "prompt" not in body:
+        raise ApiError(422, "'prompt' is required", param="prompt")
+    prompt = _check_text(body["prompt"], "prompt", cfg)
+    response = body.get("response")
+    if response is not None:
+        response = _check_text(response, "response", cfg)
+    return prompt, response
+
+
+# ---------------------------------------------------------------------------------------------
+# App
+# ---------------------------------------------------------------------------------------------
+
+
+def _moderation_result(score: float, threshold: float) -> dict[str, Any]:
+    flagged = bool(score >= threshold)
+    categories = {HARM_CATEGORY: flagged, **{c: False for c in OPENAI_CATEGORIES}}
+    scores = {HARM_CATEGORY: float(score), **{c: 0.0 for c in OPENAI_CATEGORIES}}
+    applied = {HARM_CATEGORY: ["text"], **{c: [] for c in OPENAI_CATEGORIES}}
+    return {"flagged": flagged, "categories": categories, "category_scores": scores,
+            "category_applied_input_types": applied}
+
+
+def create_app(
+    prompt_model: ServedModel | None = None,
+    response_model: ServedModel | None = None,
+    config: ServerConfig | None = None,
+) -> Any:
+    """The FastAPI app serving ``prompt_model`` (moderation + prompt harm) and/or ``response_model``."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+
+    if prompt_model is None and response_model is None:
+        raise ValueError("serve at least one model (a prompt model and/or a response model)")
+    if prompt_model is not None and prompt_model.task is not Task.PROMPT:
+        raise ValueError(f"{prompt_model.name}: --prompt-model must be a prompt classifier (task={prompt_model.task.value})")
+    if response_model is not None and response_model.task is not Task.RESPONSE:
+        raise ValueError(f"{response_model.name}: --response-model must be a response classifier "
+                         f"(task={response_model.task.value})")
+    cfg = config or ServerConfig()
+    metrics = ServerMetrics()
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guardmatch-inference")
+    models = {k: m for k, m in (("prompt", prompt_model), ("response", response_model)) if m is not None}
+    infer_bs = cfg.inference_batch_size or cfg.max_batch
+
+    for key, served in models.items():
+        def scorer(items: list[tuple[str, str | None]], served: ServedModel = served) -> list[float]:
+            prompts = [p for p, _ in items]
+            responses = [r or "" for _, r in items] if served.task is Task.RESPONSE else None
+            return [float(x) for x in served.classifier.predict_proba(prompts, responses, batch_size=infer_bs)]
+
+        def on_batch(size: int, seconds: float, name: str = key) -> None:
+            metrics.batch_size.labels(name).observe(size)
+            metrics.inference.labels(name).observe(seconds)
+            metrics.texts.labels(name).inc(size)
+
+        served.batcher = MicroBatcher(scorer, executor, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
+                                      queue_limit=cfg.queue_limit, on_batch=on_batch)
+
+    @asynccontextmanager
+    async def lifespan(app: Any):
+        yield
+        for served in models.values():
+            if served.batcher is not None:
+                await served.batcher.stop()
+        executor.shutdown(wait=True)
+
+    app = FastAPI(title="guardmatch", version="1", lifespan=lifespan,
+                  description="LLM-safety classifiers: OpenAI-compatible moderation and prompt/response harm.")
+    app.state.models = models
+    app.state.config = cfg
+    app.state.metrics = metrics
+    app.state.started = time.time()
+
+    def error_response(err: ApiError) -> JSONResponse:
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in exc.errors()[:5]:
+            loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+            parts.append(f"{loc or 'body'}: {e.get('msg')}")
+        return error_response(ApiError(422, "; ".join(parts) or "invalid request"))
+
+    # -- middleware: body limit, auth, metrics (pure ASGI, so a body is never read twice) --------
+    limit = cfg.body_limit()
+    api_key = cfg.api_key
+
+    class Guard:
+        def __init__(self, app: Any):
+            self.app = app
+
+        async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await self.app(scope, receive, send)
+                return
+            path = scope.get("path", "")
+            endpoint = path if path in _ENDPOINTS else "other"
+            start = time.perf_counter()
+            status_box = {"status": 500, "started": False}
+
+            async def send_wrapped(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    status_box["status"] = message["status"]
+                    status_box["started"] = True
+                await send(message)
+
+            async def reply(err: ApiError) -> None:
+                await error_response(err)(scope, receive, send_wrapped)
+
+            try:
+                headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+                if api_key and path not in _OPEN_PATHS:
+                    got = headers.get("authorization", "")
+                    token = got[7:].strip() if got[:7].lower() == "bearer " else ""
+                    if not hmac.compare_digest(token.encode(), api_key.encode()):
+                        await reply(ApiError(401, "missing or invalid bearer token (Authorization: Bearer <key>)",
+                                             type="authentication_error", code="invalid_api_key",
+                                             headers={"WWW-Authenticate": "Bearer"}))
+                        return
+                length = headers.get("content-length")
+                if length is not None and length.isdigit() and int(length) > limit:
+                    await reply(ApiError(413, f"request body is {int(length)} bytes; this server accepts at most "
+                                              f"{limit}", code="body_too_large"))
+                    return
+                seen = 0
+
+                async def receive_limited() -> dict:
+                    nonlocal seen
+                    message = await receive()
+                    if message["type"] == "http.request":
+                        seen += len(message.get("body", b""))
+                        if seen > limit:
+                            raise _BodyTooLarge()
+                    return message
+
+                try:
+                    await self.app(scope, receive_limited, send_wrapped)
+                except _BodyTooLarge:
+                    if not status_box["started"]:
+                        await reply(ApiError(413, f"request body is over {limit} bytes", code="body_too_large"))
+            finally:
+                metrics.requests.labels(endpoint, scope.get("method", ""), str(status_box["status"])).inc()
+                metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+    app.add_middleware(Guard)
+
+    async def json_body(request: Request) -> Any:
+        import json
+
+        raw = await request.body()
+        try:
+            return json.loads(raw) if raw else None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(422, f"request body is not valid JSON: {exc}") from None
+
+    async def score(key: str, items: Sequence[tuple[str, str | None]]) -> list[float]:
+        served = models[key]
+        assert served.batcher is not None
+        try:
+            return await served.batcher.submit(list(items))
+        except QueueFullError as exc:
+            raise ApiError(503, f"server is overloaded: {exc}; retry later", type="server_error",
+                           code="overloaded", headers={"Retry-After": "1"}) from None
+        finally:
+            metrics.queue.labels(key).set(served.batcher.pending)
+
+    # -- endpoints -----------------------------------------------------------------------------
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "uptime_s": round(time.time() - app.state.started, 3),
+                "models": {k: m.describe() for k, m in models.items()}}
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        for key, served in models.items():
+            metrics.queue.labels(key).set(served.batcher.pending if served.batcher else 0)
+        data, content_type = metrics.render()
+        return Response(content=data, media_type=content_type)
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": m.name, "object": "model", "owned_by": "guardmatch",
+                                            "task": m.task.value} for m in models.values()]}
+
+    @app.post("/v1/moderations")
+    async def moderations(request: Request) -> dict[str, Any]:
+        if "prompt" not in models:
+            raise ApiError(400, "moderation needs a prompt model; this server has only a response model "
+                                "(use /v1/classify)", code="no_prompt_model")
+        texts = parse_moderation_input(await json_body(request), cfg)
+        served = models["prompt"]
+        scores = await score("prompt", [(t, None) for t in texts])
+        results = [_moderation_result(s, served.threshold) for s in scores]
+        metrics.flagged.labels("prompt").inc(sum(r["flagged"] for r in results))
+        return {"id": f"modr-{uuid.uuid4().hex}", "model": served.name, "results": results}
+
+    @app.post("/v1/classify")
+    async def classify(request: Request) -> dict[str, Any]:
+        prompt, response = parse_classify(await json_body(request), cfg)
+        if response is not None and "response" not in models:
+            raise ApiError(400, "a response was given but this server has no response model "
+                                "(start it with --response-model DIR)", param="response", code="no_response_model")
+        jobs: dict[str, Any] = {}
+        if "prompt" in models:
+            jobs["prompt"] = score("prompt", [(prompt, None)])
+        if response is not None:
+            jobs["response"] = score("response", [(prompt, response)])
+        if not jobs:
+            raise ApiError(422, "this server has only a response model: send a 'response' too", param="response")
+        values = dict(zip(jobs, await asyncio.gather(*jobs.values())))
+        out: dict[str, Any] = {"id": f"clf-{uuid.uuid4().hex}", "prompt_harm": None, "response_harm": None}
+        for key, (s,) in values.items():
+            served = models[key]
+            flagged = bool(s >= served.threshold)
+            if flagged:
+                metrics.flagged.labels(key).inc()
+            out[f"{key}_harm"] = {"score": s, "label": LABEL_NAMES[int(flagged)], "flagged": flagged,
+                                  "threshold": served.threshold, "model": served.name, "backend": served.backend}
+        return out
+
+    return app
+
+
+_ENDPOINTS = {"/v1/moderations", "/v1/classify", "/healthz", "/metrics", "/v1/models"}
+_OPEN_PATHS = {"/healthz"}
+
+
+def serve(
+    prompt_model: str | Path | None,
+    response_model: str | Path | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    config: ServerConfig | None = None,
+    threads: int | None = None,
+    log_level: str = "info",
+) -> None:
+    """Load the models and run the server with uvicorn (blocks until stopped)."""
+    import uvicorn
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    pm = load_served_model(prompt_model, threads=threads) if prompt_model else None
+    rm = load_served_model(response_model, threads=threads) if response_model else None
+    app = create_app(pm, rm, config)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
