@@ -175,7 +175,24 @@ class GuardClassifier(nn.Module):
         """All heads on pooled features: ``[H, N, C']``."""
         return torch.stack([head(pooled) for head in self.heads])
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        lower_hidden: torch.Tensor | None = None,
+        pooled: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """Logits ``[H, N, C']`` from token ids, from cached states below the top layers
+        (``lower_hidden``, see :mod:`guardmatch.features`), or from cached pooled vectors."""
+        if pooled is not None:
+            return self.head_logits(pooled)
+        if lower_hidden is not None:
+            split = getattr(self, "layer_split", None)
+            if split is None:
+                raise ValueError("lower_hidden given but no LayerSplit attached (FeatureStore attaches it)")
+            return self.head_logits(masked_mean(split.upper(lower_hidden, attention_mask), attention_mask))
         return self.head_logits(self.pooled(input_ids, attention_mask, **kwargs))
 
     def class_logits(self, logits: torch.Tensor) -> torch.Tensor:

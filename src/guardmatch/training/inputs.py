@@ -39,3 +39,17 @@ class TextInputs:
 
     def logits(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return module(**batch)
+
+
+class CachedInputs:
+    """Inputs read from a :class:`guardmatch.features.FeatureStore` (top-layer or frozen mode)."""
+
+    def __init__(self, store: Any, device: torch.device | None = None):
+        self.store = store
+        self.device = device or torch.device("cpu")
+
+    def encode(self, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+        return self.store.batch(examples, self.device)
+
+    def logits(self, module: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return module(**batch)

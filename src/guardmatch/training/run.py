@@ -33,7 +33,7 @@ from guardmatch.data.overlap import check_overlap, remove_overlap
 from guardmatch.data.splits import Split, make_split
 from guardmatch.data.suites import Suite, load_dataset, load_suite
 from guardmatch.data.validation import DataError
-from guardmatch.evaluation.report import EvaluationReport, evaluate_model
+from guardmatch.evaluation.report import EvaluationReport, evaluate_scores
 from guardmatch.model import GuardClassifier
 from guardmatch.training.trainer import Trainer, TrainResult
 
@@ -154,6 +154,33 @@ def build_model(config: TrainConfig, num_heads: int, num_outputs: int) -> GuardC
     )
 
 
+def prepare_features(
+    config: TrainConfig,
+    model: GuardClassifier,
+    accelerator: Accelerator,
+    split: Split,
+    pool: Sequence[Example],
+    views: Sequence[Sequence[Example]] | None,
+    suite: Suite | None,
+):
+    """CPU fast modes: cache lower-layer states (or pooled vectors) of every text the run will see,
+    freeze what the cache replaces, and return the cached input pipeline."""
+    from guardmatch.features import FeatureStore
+    from guardmatch.training.inputs import CachedInputs
+
+    texts: list[Example] = [*split.labeled, *split.validation, *pool]
+    for vs in views or []:
+        texts.extend(vs)
+    for examples in (suite or {}).values():
+        texts.extend(ex for ex in examples if ex.label is not None)
+    with accelerator.main_process_first():  # one process writes the cache, the others then read it
+        store = FeatureStore(model, config.mode, config.top_layers, root=config.feature_cache_dir)
+        store.build(texts, batch_size=config.optim.eval_batch_size, progress=accelerator.is_main_process,
+                    description=f"caching {config.mode} features")
+    store.freeze_lower()
+    return CachedInputs(store, accelerator.device)
+
+
 def run_training(
     config: TrainConfig,
     *,
@@ -200,6 +227,12 @@ def run_training(
     timings["views_s"] = time.perf_counter() - t
 
     model = build_model(config, algorithm.num_heads, algorithm.num_outputs(2))
+    inputs = None
+    if config.mode != "full":
+        t = time.perf_counter()
+        inputs = prepare_features(config, model, accelerator, split, pool if uses_pool else [], views,
+                                  prepared.suite)
+        timings["features_s"] = time.perf_counter() - t
     fingerprint = run_fingerprint(config, split, pool if uses_pool else [])
     provenance = {
         "fingerprint": fingerprint,
@@ -215,11 +248,12 @@ def run_training(
         "max_steps": config.optim.max_steps,
         "views": config.views.cache if uses_pool else None,
         "mode": config.mode,
+        "top_layers": config.top_layers if config.mode == "top_layers" else None,
     }
     t = time.perf_counter()
     trainer = Trainer(
         config, model, algorithm, split.labeled, pool if uses_pool else (), views, split.validation,
-        accelerator=accelerator, provenance=provenance, console=console,
+        accelerator=accelerator, inputs=inputs, provenance=provenance, console=console,
     )
     result = trainer.train()
     timings["train_s"] = time.perf_counter() - t
@@ -228,15 +262,20 @@ def run_training(
                                "validation": result.validation}
     model_dir = out / "model"
     report = None
+    if evaluate and prepared.suite is not None:
+        t = time.perf_counter()
+        scored = {}
+        for set_name, examples in prepared.suite.items():
+            labeled = [ex for ex in examples if ex.label is not None]
+            scored[set_name] = ([ex.label for ex in labeled], trainer.predict_proba(labeled))
+        report = EvaluationReport(model=str(out), task=config.data.task.value, threshold=final.config.threshold,
+                                  results=evaluate_scores(scored, final.config.threshold),
+                                  info={"suite": prepared.suite.describe(), "notes": prepared.notes})
+        timings["eval_s"] = time.perf_counter() - t
     if accelerator.is_main_process:
         final.save_pretrained(model_dir)
-        if evaluate and prepared.suite is not None:
-            t = time.perf_counter()
-            report = evaluate_model(final, prepared.suite, batch_size=config.optim.eval_batch_size, progress=True,
-                                    name=str(out))
-            report.info = {"suite": prepared.suite.describe(), "notes": prepared.notes}
+        if report is not None:
             report.save(out / "eval")
-            timings["eval_s"] = time.perf_counter() - t
         summary = {
             "config": config.model_dump(mode="json"),
             "provenance": final.config.provenance,

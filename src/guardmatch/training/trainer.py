@@ -375,11 +375,15 @@ class Trainer:
                 log_file.close()
         acc.wait_for_everyone()
         self.save_algorithm_state()
-        final = self.model
         if best is not None and self.validation and (best_dir / "model.safetensors").exists():
-            final = GuardClassifier.from_pretrained(best_dir)
+            # load the selected weights into the live model (keeps any attached feature pipeline)
+            from safetensors.torch import load_file
+
+            self.model.load_state_dict(load_file(str(best_dir / "model.safetensors")), strict=False)
+            self.model.config.threshold = GuardClassifier.from_pretrained(best_dir).config.threshold
+        self.model.eval()
         return TrainResult(
-            model=final,
+            model=self.model,
             output_dir=self.output_dir,
             steps=cfg.optim.max_steps,
             validation=best,
