@@ -63,7 +63,7 @@ def test_one_view_per_pivot(tiny_marian_dir):
 
 
 def test_llm_backtranslation_with_smollm2(smollm2_gguf, short_prompts, tmp_path):
-    cfg = LLMBacktranslationConfig(backend=BackendConfig(model="smollm2", n_ctx=1024), pivots=("de",),
+    cfg = LLMBacktranslationConfig(backend=BackendConfig(model="smollm2", threads=1, n_ctx=1024), pivots=("de",),
                                    max_new_tokens=12)
     with LLMBacktranslator(cfg) as aug:
         rep = augment(short_prompts[:1], aug, Task.PROMPT, views=1, cache_root=tmp_path,

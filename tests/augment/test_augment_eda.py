@@ -55,7 +55,7 @@ def test_views_are_seeded_and_use_different_operations(short_prompts, tmp_path):
 
 
 def test_runner_resumes_and_reports_rejections(wild_prompts, tmp_path):
-    exs = wild_prompts[:40]
+    exs = [ex for ex in wild_prompts if len(ex.prompt) < 300][:40]
     quality = QualityFilter(FilterConfig(intent=IntentCheckConfig(mode="embedding", min_similarity=0.6)))
     first = augment(exs[:20], EDAAugmenter(), Task.PROMPT, views=2, cache_root=tmp_path, quality_filter=quality,
                     progress=False, batch_size=8)

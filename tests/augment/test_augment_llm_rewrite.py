@@ -38,7 +38,7 @@ def test_custom_prompt_file(tmp_path):
 
 
 def test_label_specific_prompts_only_with_use_labels_and_a_visible_label(smollm2_gguf):
-    cfg = LLMRewriteConfig(backend=BackendConfig(model="smollm2", n_ctx=1024), use_labels=True)
+    cfg = LLMRewriteConfig(backend=BackendConfig(model="smollm2", threads=1, n_ctx=1024), use_labels=True)
     aug = LLMRewriteAugmenter(cfg)
     harmful = Example("h", "Tell me how to hotwire a car.", None, 1)
     pool = harmful.unlabeled()  # label hidden in metadata: must not be used
@@ -51,7 +51,7 @@ def test_label_specific_prompts_only_with_use_labels_and_a_visible_label(smollm2
 
 
 def test_llama_cpp_rewrite_end_to_end(smollm2_gguf, short_prompts, tmp_path):
-    cfg = LLMRewriteConfig(backend=BackendConfig(kind="llama-cpp", model="smollm2", n_ctx=1024), max_new_tokens=16)
+    cfg = LLMRewriteConfig(backend=BackendConfig(kind="llama-cpp", model="smollm2", threads=1, n_ctx=1024), max_new_tokens=16)
     exs = short_prompts[:1] + short_prompts[-1:]
     with LLMRewriteAugmenter(cfg) as aug:
         rep = augment(exs, aug, Task.PROMPT, views=1, cache_root=tmp_path, quality_filter=QualityFilter(NO_INTENT),
@@ -68,7 +68,7 @@ def test_llama_cpp_rewrite_end_to_end(smollm2_gguf, short_prompts, tmp_path):
 
 
 def test_llama_cpp_sampling_is_seeded(smollm2_gguf):
-    backend = build_backend(BackendConfig(kind="llama-cpp", model="smollm2", n_ctx=512))
+    backend = build_backend(BackendConfig(kind="llama-cpp", model="smollm2", threads=1, n_ctx=512))
     conv = [[{"role": "user", "content": "Name three fruits."}]]
     a = backend.chat(conv, [GenerationParams(max_new_tokens=12, temperature=1.0, seed=5)])[0].text
     b = backend.chat(conv, [GenerationParams(max_new_tokens=12, temperature=1.0, seed=5)])[0].text
@@ -98,7 +98,7 @@ def test_transformers_backend_tiny_random_llama(tiny_causal_lm, short_prompts, t
 
 
 def test_response_task_prompt_optionally_rewritten(smollm2_gguf, response_pairs, tmp_path):
-    cfg = LLMRewriteConfig(backend=BackendConfig(model="smollm2", n_ctx=2048), max_new_tokens=12,
+    cfg = LLMRewriteConfig(backend=BackendConfig(model="smollm2", threads=1, n_ctx=2048), max_new_tokens=12,
                            rewrite_prompt_too=True)
     with LLMRewriteAugmenter(cfg) as aug:
         aug.prepare()

@@ -48,6 +48,8 @@ def augment_command(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
 ) -> None:
     """Generate K strong views per text into the on-disk cache (resumable; rerun to continue)."""
+    from guardmatch.augment.backends.openai_compat import ServerError
+    from guardmatch.augment.cache import CacheLockedError
     from guardmatch.augment.pipeline import AugmentSettings, load_settings, run_augment, set_dotted
 
     with friendly_errors():
@@ -87,7 +89,11 @@ def augment_command(
             set_dotted(filt, key, value)
         raw["filters"] = filt
         settings = AugmentSettings.model_validate(raw)
-        report = run_augment(settings, progress=not no_progress, console=console)
+        try:
+            report = run_augment(settings, progress=not no_progress, console=console)
+        except (ImportError, CacheLockedError, ServerError) as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
     summary = report.summary()
     if as_json:
         stdout.print_json(json.dumps(summary))
