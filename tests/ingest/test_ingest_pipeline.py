@@ -221,3 +221,15 @@ def test_killed_ingest_resumes_to_the_same_pool(tmp_path):
     assert pool.read_bytes() == (tmp_path / "ref.jsonl").read_bytes()
     for key in ("records", "kept", "dedup", "skipped", "segments"):
         assert resumed.manifest["counts"][key] == ref.manifest["counts"][key]
+
+
+def test_truncated_gzip_is_reported_and_the_next_file_is_still_ingested(tmp_path):
+    rows = b"".join((json.dumps({"prompt": f"prompt number {i} about gardening"}) + "\n").encode() for i in range(3000))
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(rows)[:-300])
+    after = _write_jsonl(tmp_path / "after.jsonl", [{"prompt": "the next file is fine"}])
+    rep = ingest([cut, after], tmp_path / "pool.jsonl", IngestConfig(dedup=DedupConfig(near=False)))
+    prompts = [r.prompt for r in iter_pool(tmp_path / "pool.jsonl")]
+    assert prompts[-1] == "the next file is fine" and 0 < len(prompts) - 1 < 3000
+    [p] = rep.problems
+    assert p.file == str(cut) and p.row == len(prompts) and "file unreadable from here on" in p.message

@@ -13,6 +13,7 @@ import csv
 import gzip
 import json
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Literal
@@ -68,8 +69,19 @@ class _Source:
         self.raw.close()
 
 
+class UnreadableRestError(Exception):
+    """The rest of a file cannot be read (truncated or corrupt compression, I/O error)."""
+
+
 def _lines(src: _Source, start: int, max_line_bytes: int) -> Iterator[tuple[bytes | None, int]]:
     """``(line bytes or None if over-long, bytes consumed)`` from offset ``start``."""
+    try:
+        yield from _raw_lines(src, start, max_line_bytes)
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise UnreadableRestError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _raw_lines(src: _Source, start: int, max_line_bytes: int) -> Iterator[tuple[bytes | None, int]]:
     if start:
         src.fh.seek(start)
     while True:
@@ -99,37 +111,50 @@ def read_jsonl(path: str | os.PathLike, start: int = 0, start_line: int = 0,
     path = Path(path)
     file = str(path)
     src = _Source(path)
-    pos, line = start, start_line
+    last_end, last_line = start, start_line
     try:
-        for chunk, n in _lines(src, start, max_line_bytes):
-            pos += n
-            line += 1
-            if chunk is None:
-                yield RawRecord(file, line, pos, problem=_too_long(file, line, n, max_line_bytes), progress=src.progress())
-                continue
-            try:
-                text = chunk.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield RawRecord(file, line, pos, progress=src.progress(), problem=Problem(
-                    file, line, None, f"not valid UTF-8 (byte {exc.start} of the line: {chunk[exc.start:exc.start + 4]!r}); skipped"))
-                continue
-            if line == 1:
-                text = text.lstrip("\ufeff")
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield RawRecord(file, line, pos, progress=src.progress(), problem=Problem(
-                    file, line, None, f"malformed JSON: {exc.msg} at column {exc.colno}; skipped"))
-                continue
-            if not isinstance(obj, dict):
-                yield RawRecord(file, line, pos, progress=src.progress(), problem=Problem(
-                    file, line, None, f"expected a JSON object, got {type(obj).__name__}; skipped"))
-                continue
-            yield RawRecord(file, line, pos, data=obj, progress=src.progress())
+        for rec in _jsonl_records(src, file, start, start_line, max_line_bytes):
+            last_end, last_line = rec.end, rec.line
+            yield rec
+    except UnreadableRestError as exc:
+        yield RawRecord(file, last_line + 1, last_end, progress=src.progress(), problem=_unreadable(file, last_line + 1, exc))
     finally:
         src.close()
+
+
+def _unreadable(file: str, line: int, exc: Exception) -> Problem:
+    return Problem(file, line, None, f"file unreadable from here on (truncated or corrupt?): {exc}; rest of file skipped")
+
+
+def _jsonl_records(src: _Source, file: str, start: int, line: int, max_line_bytes: int) -> Iterator[RawRecord]:
+    pos = start
+    for chunk, n in _lines(src, start, max_line_bytes):
+        pos += n
+        line += 1
+        if chunk is None:
+            yield RawRecord(file, line, pos, problem=_too_long(file, line, n, max_line_bytes), progress=src.progress())
+            continue
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield RawRecord(file, line, pos, progress=src.progress(), problem=Problem(
+                file, line, None, f"not valid UTF-8 (byte {exc.start} of the line: {chunk[exc.start:exc.start + 4]!r}); skipped"))
+            continue
+        if line == 1:
+            text = text.lstrip("\ufeff")
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield RawRecord(file, line, pos, progress=src.progress(), problem=Problem(
+                file, line, None, f"malformed JSON ({exc.msg}, column {exc.colno}); skipped"))
+            continue
+        if not isinstance(obj, dict):
+            yield RawRecord(file, line, pos, progress=src.progress(), problem=Problem(
+                file, line, None, f"expected a JSON object, got {type(obj).__name__}; skipped"))
+            continue
+        yield RawRecord(file, line, pos, data=obj, progress=src.progress())
 
 
 def read_csv(path: str | os.PathLike, start: int = 0, start_line: int = 0, max_line_bytes: int = 16 << 20,
@@ -144,7 +169,11 @@ def read_csv(path: str | os.PathLike, start: int = 0, start_line: int = 0, max_l
     try:
         # the header: always read from the start, even when resuming
         header_src = _lines(src, 0, max_line_bytes)
-        first = next(header_src, None)
+        try:
+            first = next(header_src, None)
+        except UnreadableRestError as exc:
+            yield RawRecord(file, 1, 0, problem=_unreadable(file, 1, exc))
+            return
         if first is None or first[0] is None:
             yield RawRecord(file, 1, 0, problem=Problem(file, 1, None, "no header line (empty file or header too long)"))
             return
@@ -170,6 +199,10 @@ def read_csv(path: str | os.PathLike, start: int = 0, start_line: int = 0, max_l
             try:
                 row = next(reader)
             except StopIteration:
+                break
+            except UnreadableRestError as exc:
+                yield RawRecord(file, rec_start, state["pos"], progress=src.progress(), end_line=state["line"],
+                                problem=_unreadable(file, rec_start, exc))
                 break
             except csv.Error as exc:
                 yield RawRecord(file, rec_start, state["pos"], progress=src.progress(), end_line=state["line"],
