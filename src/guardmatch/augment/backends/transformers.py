@@ -1,11 +1,14 @@
 """A local causal LM through ``transformers``: batched, left-padded, sampled generation.
 
 Uses the tokenizer's chat template when it has one; otherwise a plain ``System:/User:/Assistant:``
-layout. Works with any ``AutoModelForCausalLM`` directory or Hub id.
+layout. Works with any ``AutoModelForCausalLM`` directory or Hub id, and with a ``.gguf`` file
+(aliases ``smollm2``, ``qwen1.5b`` included): transformers dequantizes it on load (needs ``gguf``,
+in the ``augment`` extra), which trades llama.cpp's quantized kernels for batched generation.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from guardmatch.augment.backends.base import BackendConfig, ChatBackend, Generation, GenerationParams, Message
@@ -34,11 +37,14 @@ class TransformersBackend(ChatBackend):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch.set_num_threads(min(self.config.threads, torch.get_num_threads()))
+        where, extra = self.path, {}
+        if self.path.endswith(".gguf"):
+            where, extra = str(Path(self.path).parent), {"gguf_file": Path(self.path).name}
         if self.tokenizer is None:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+            self.tokenizer = AutoTokenizer.from_pretrained(where, **extra)
         if self.model is None:
             dtype = getattr(torch, self.config.dtype)
-            self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype).to(self.config.device).eval()
+            self.model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **extra).to(self.config.device).eval()
         tok = self.tokenizer
         tok.padding_side = "left"
         if tok.pad_token is None:
