@@ -40,9 +40,11 @@ class Draft:
     response: str | None
     source: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    context: list[tuple[str, str]] = field(default_factory=list)  # earlier (role, text) messages
 
-    def dedup_text(self) -> str:
-        return self.prompt if self.response is None else f"{self.prompt}\n\n{self.response}"
+    def rendered_prompt(self, prompt: str | None = None, context: list[tuple[str, str]] | None = None) -> str:
+        """The prompt with its context in front (optionally with redacted replacements)."""
+        return render(self.context if context is None else context, "user", self.prompt if prompt is None else prompt)
 
 
 def _content_text(content: Any) -> str | None:
@@ -76,7 +78,8 @@ def extract_metadata(record: dict[str, Any], exclude: set[str], segments: list[s
     return {k: flat.get(k) for k in segments}
 
 
-def _render(context: list[tuple[str, str]], role: str, text: str) -> str:
+def render(context: list[tuple[str, str]], role: str, text: str) -> str:
+    """``text`` alone, or ``Role: text`` lines of the context followed by this turn's."""
     if not context:
         return text
     lines = [f"{_ROLE_LABEL[r]}: {t}" for r, t in context]
@@ -153,12 +156,12 @@ def _chat_drafts(messages: Any, field_name: str, mapping: ColumnMapping, file: s
             n_user += 1
             last_user = (text, context)
             if mapping.prompt_examples and text.strip():
-                drafts.append(Draft("prompt", f"{base_id}#u{n_user}", _render(context, "user", text), None, source,
-                                    {**meta, "turn": idx, "context_turns": len(context)}))
+                drafts.append(Draft("prompt", f"{base_id}#u{n_user}", text, None, source,
+                                    {**meta, "turn": idx, "context_turns": len(context)}, context))
         elif role == "assistant":
             n_asst += 1
             if mapping.response_examples and last_user is not None and text.strip() and last_user[0].strip():
                 u_text, u_ctx = last_user
-                drafts.append(Draft("response", f"{base_id}#a{n_asst}", _render(u_ctx, "user", u_text), text, source,
-                                    {**meta, "turn": idx, "context_turns": len(u_ctx)}))
+                drafts.append(Draft("response", f"{base_id}#a{n_asst}", u_text, text, source,
+                                    {**meta, "turn": idx, "context_turns": len(u_ctx)}, u_ctx))
     return drafts, []

@@ -22,7 +22,7 @@ class ColumnMapping(BaseModel):
     conversation_id: str | None = None  # defaults to `id`
     source: str | None = None  # a column naming the source; default: the input file's name
     segments: list[str] | None = None  # metadata kept for slicing; None: every scalar field
-    context_turns: int = Field(4, ge=0)  # earlier messages rendered in front of a chat turn
+    context_turns: int = Field(2, ge=0)  # earlier messages rendered in front of a chat turn
     include_system: bool = False  # system messages count as context
     prompt_examples: bool = True  # each user turn -> a prompt example
     response_examples: bool = True  # each assistant turn -> a response example

@@ -223,21 +223,24 @@ class _Run:
 
     # -- one batch ------------------------------------------------------------------------------
     def process(self, drafts: list[Draft]) -> None:
-        texts: list[str] = []
+        # each distinct message is redacted once, even when it reappears as context of later turns
+        unique: dict[str, int] = {}
         for d in drafts:
-            texts.append(d.prompt)
-            if d.response is not None:
-                texts.append(d.response)
+            for t in (d.prompt, d.response, *(c for _, c in d.context)):
+                if t is not None and t not in unique:
+                    unique[t] = len(unique)
+        texts = list(unique)
         redacted = self.redactor.redact_many(texts) if self.config.pii.enabled else [(t, Counter()) for t in texts]
-        it = iter(redacted)
         for d in drafts:
             self.counts.bump("drafts")
-            prompt, c = next(it)
+            prompt, c = redacted[unique[d.prompt]]
             found = Counter(c)
             response = None
             if d.response is not None:
-                response, c2 = next(it)
+                response, c2 = redacted[unique[d.response]]
                 found.update(c2)
+            if d.context:
+                prompt = d.rendered_prompt(prompt, [(r, redacted[unique[t]][0]) for r, t in d.context])
             meta = dict(d.metadata)
             for k, v in meta.items():
                 if isinstance(v, str) and len(v) >= 6 and self.config.pii.enabled:
