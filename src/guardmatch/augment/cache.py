@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -347,8 +348,8 @@ class ViewCache:
 
     def fill_command(self, task: Task | str) -> str:
         cmd = self.manifest.get("command")
-        if cmd:
-            return cmd
+        if cmd:  # the command that made this cache, without its subset selection
+            return re.sub(r" --sample \S+| --sample-seed \S+", "", cmd)
         desc = self.manifest.get("description", {})
         return (f"guardmatch augment --augmenter {desc.get('name', self.manifest.get('augmenter'))} "
                 f"--task {Task(task).value} --input <the same input> --cache-dir {self.path.parent.parent}")
