@@ -233,3 +233,18 @@ def test_truncated_gzip_is_reported_and_the_next_file_is_still_ingested(tmp_path
     assert prompts[-1] == "the next file is fine" and 0 < len(prompts) - 1 < 3000
     [p] = rep.problems
     assert p.file == str(cut) and p.row == len(prompts) and "file unreadable from here on" in p.message
+
+
+def test_identifiers_are_dropped_or_pseudonymized(tmp_path):
+    rows = [{"prompt": f"question {i} about tax forms", "user_id": ["u-1", "u-2"][i % 2], "client_ip": "10.0.0.7",
+             "region": "EU"} for i in range(4)]
+    cfg = IngestConfig(columns=ColumnMapping(drop=["client_ip"], pseudonymize=["user_id"]))
+    log = _write_jsonl(tmp_path / "l.jsonl", rows)
+    ingest([log], tmp_path / "a.jsonl", cfg)
+    ingest([log], tmp_path / "b.jsonl", cfg)
+    a = [r.metadata for r in iter_pool(tmp_path / "a.jsonl")]
+    b = [r.metadata for r in iter_pool(tmp_path / "b.jsonl")]
+    assert all("client_ip" not in m and m["region"] == "EU" for m in a)
+    assert a[0]["user_id"].startswith("anon-") and a[0]["user_id"] == a[2]["user_id"] != a[1]["user_id"]
+    assert a[0]["user_id"] != b[0]["user_id"]  # per-pool key: pseudonyms do not link pools
+    assert "u-1" not in (tmp_path / "a.jsonl").read_text() + sec.manifest_path(tmp_path / "a.jsonl").read_text()

@@ -50,6 +50,9 @@ def ingest_cmd(
     response_col: Optional[str] = typer.Option(None, "--response-col", help="Column with the response (flat layout)."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Column with the record/conversation id."),
     segment: list[str] = typer.Option([], "--segment", help="Metadata field to keep for slicing (repeat; default: all)."),
+    drop: list[str] = typer.Option([], "--drop", help="Metadata field never stored (repeat), e.g. --drop client_ip."),
+    pseudonymize: list[str] = typer.Option([], "--pseudonymize",
+                                           help="Metadata field replaced by a per-pool keyed hash (repeat), e.g. user_id."),
     lang: list[str] = typer.Option([], "--lang", help="Keep only these languages (ISO 639-1, repeat), e.g. --lang en."),
     min_chars: Optional[int] = typer.Option(None, "--min-chars"),
     max_chars: Optional[int] = typer.Option(None, "--max-chars"),
@@ -80,7 +83,8 @@ def ingest_cmd(
         cfg = cfg.model_copy(update={k: v for k, v in updates.items() if v is not None})
         cols = cols.model_copy(update={k: v for k, v in {
             "layout": layout, "prompt": prompt_col, "response": response_col, "id": id_col,
-            "segments": segment or None, "context_turns": context_turns}.items() if v is not None})
+            "segments": segment or None, "context_turns": context_turns, "drop": drop or None,
+            "pseudonymize": pseudonymize or None}.items() if v is not None})
         flt = flt.model_copy(update={k: v for k, v in {
             "languages": lang or None, "min_chars": min_chars, "max_chars": max_chars}.items() if v is not None})
         dd = dd.model_copy(update={k: v for k, v in {"threshold": near_threshold}.items() if v is not None})

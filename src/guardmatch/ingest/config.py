@@ -22,6 +22,8 @@ class ColumnMapping(BaseModel):
     conversation_id: str | None = None  # defaults to `id`
     source: str | None = None  # a column naming the source; default: the input file's name
     segments: list[str] | None = None  # metadata kept for slicing; None: every scalar field
+    drop: list[str] = Field(default_factory=list)  # metadata fields never stored (e.g. ip, email)
+    pseudonymize: list[str] = Field(default_factory=list)  # fields replaced by a keyed hash (e.g. user_id)
     context_turns: int = Field(2, ge=0)  # earlier messages rendered in front of a chat turn
     include_system: bool = False  # system messages count as context
     prompt_examples: bool = True  # each user turn -> a prompt example

@@ -20,6 +20,7 @@ exact/near dedup -> write. Memory is bounded by one batch of records plus SQLite
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -174,6 +175,9 @@ class _Run:
                 "add files, or pass --overwrite to start over"
             )
         self.pool_id = _meta(self.conn, "pool_id") or uuid.uuid4().hex
+        # per-pool secret for pseudonyms: stable within the pool, unlinkable across pools; it lives
+        # only in the 0600 state file (purge removes it)
+        self.salt = _meta(self.conn, "pseudonym_salt") or os.urandom(32).hex()
         self.created = _meta(self.conn, "created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         enc = _meta(self.conn, "encryption")
         self.cipher = AtRestCipher.from_env()
@@ -205,6 +209,7 @@ class _Run:
                 "INSERT OR IGNORE INTO files VALUES (?, ?, ?, 0, 0, 0, 0)", (str(p.resolve()), fmt, p.stat().st_size)
             )
         _set_meta(self.conn, "pool_id", self.pool_id)
+        _set_meta(self.conn, "pseudonym_salt", self.salt)
         _set_meta(self.conn, "created", self.created)
         _set_meta(self.conn, "config_hash", _config_hash(config))
         _set_meta(self.conn, "encryption", self.encryption)
@@ -241,7 +246,7 @@ class _Run:
                 found.update(c2)
             if d.context:
                 prompt = d.rendered_prompt(prompt, [(r, redacted[unique[t]][0]) for r, t in d.context])
-            meta = dict(d.metadata)
+            meta = self.protect_metadata(d.metadata)
             for k, v in meta.items():
                 if isinstance(v, str) and len(v) >= 6 and self.config.pii.enabled:
                     spans = self.redactor.find(v)
@@ -269,6 +274,16 @@ class _Run:
             self.counts.bump("kept")
             self.counts.bump("kept_by_kind", d.kind)
             self.counts.segment(meta)
+
+    def protect_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Drop the ``drop`` fields; replace ``pseudonymize`` fields by a keyed hash (HMAC-SHA256)."""
+        cols = self.config.columns
+        meta = {k: v for k, v in metadata.items() if k not in cols.drop}
+        for k in cols.pseudonymize:
+            if meta.get(k) not in (None, ""):
+                digest = hmac.new(bytes.fromhex(self.salt), str(meta[k]).encode("utf-8"), hashlib.sha256).hexdigest()
+                meta[k] = "anon-" + digest[:16]
+        return meta
 
     # -- checkpoints ----------------------------------------------------------------------------
     def checkpoint(self, status: str = "running") -> dict:
