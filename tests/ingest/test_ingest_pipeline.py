@@ -55,6 +55,7 @@ def test_chat_turns_become_prompt_and_response_examples_with_context(tmp_path):
         assert ex.label is None and ex.source == "log.jsonl"
         assert ex.metadata["product"] == "chat" and ex.metadata["region"] == "EU" and ex.metadata["user_type"] == "free"
     assert rows["c1#u2"].metadata["kind"] == "prompt" and rows["c1#a2"].metadata["kind"] == "response"
+    assert [ex.id for ex in iter_pool(tmp_path / "pool.jsonl", kind="response")] == ["c1#a1", "c1#a2"]
     assert rep.manifest["counts"]["kept_by_kind"] == {"prompt": 2, "response": 2}
     assert rep.manifest["counts"]["segments"]["region"] == {"EU": 4}
 

@@ -415,12 +415,17 @@ def read_manifest(pool: str | os.PathLike) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def iter_pool(pool: str | os.PathLike, cipher: AtRestCipher | None = None):
-    """The pool's rows as :class:`Example` objects (decrypting transparently)."""
+def iter_pool(pool: str | os.PathLike, cipher: AtRestCipher | None = None, kind: str | None = None):
+    """The pool's rows as :class:`Example` objects (decrypting transparently).
+
+    ``kind="prompt"`` / ``"response"`` keeps only user-turn / assistant-turn examples.
+    """
     from guardmatch.data.example import parse_label
     from guardmatch.security import iter_jsonl
 
     for obj in iter_jsonl(pool, cipher):
+        if kind is not None and (obj.get("metadata") or {}).get("kind") != kind:
+            continue
         yield Example(id=str(obj["id"]), prompt=obj["prompt"], response=obj.get("response"),
                       label=parse_label(obj.get("label")), source=obj.get("source") or "",
                       metadata=obj.get("metadata") or {})
