@@ -241,9 +241,11 @@ class GuardClassifier(nn.Module):
         self.eval()
         batches = range(0, n, batch_size)
         if progress:
+            from rich.console import Console
             from rich.progress import track
 
-            batches = track(batches, description="scoring", total=(n + batch_size - 1) // batch_size)
+            batches = track(batches, description="scoring", total=(n + batch_size - 1) // batch_size,
+                            console=Console(stderr=True))
         try:
             for start in batches:
                 idx = order[start : start + batch_size]
