@@ -5,7 +5,8 @@
 - ``model.onnx``: the graph ``(input_ids, attention_mask[, token_type_ids]) -> logits [N, C]`` (mean of
   the heads, before temperature), exported with ``torch.onnx.export(dynamo=True)`` with dynamic batch
   and sequence axes; with ``quantize="int8"`` it is the dynamically quantized graph
-  (``onnxruntime.quantization.quantize_dynamic``, int8 weights, activations quantized at run time);
+  (``onnxruntime.quantization.quantize_dynamic``: int8 per-channel weights, activations quantized at
+  run time; :func:`quantize_int8` says what stays in float);
 - ``guardmatch.json``: the model's config (task, threshold, temperature, calibration, max length),
   with ``provenance["onnx"]`` recording the export (quantization, versions, and the max absolute
   difference of P(harmful) against PyTorch measured on probe inputs at export time);
@@ -87,8 +88,10 @@ class OnnxClassifier:
         threads: int | None = None,
         providers: Sequence[str] | None = None,
         file: str | None = None,
+        spin: bool = False,
     ) -> "OnnxClassifier":
-        """Load a directory written by :func:`export_onnx` (``threads``: onnxruntime intra-op threads)."""
+        """Load a directory written by :func:`export_onnx` (``threads``: onnxruntime intra-op threads;
+        ``spin``: let idle threads spin, faster only on dedicated cores)."""
         from transformers import AutoTokenizer
 
         ort = _require_ort()
@@ -109,6 +112,10 @@ class OnnxClassifier:
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
+        if not spin:
+            # Idle intra-op threads sleep instead of spinning: on a few shared cores (a server whose
+            # event loop and tokenizer need CPU between batches) spinning only burns cycles.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(graph), sess_options=options,
                                        providers=list(providers or ["CPUExecutionProvider"]))
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -264,6 +271,37 @@ def _strip_value_info(path: Path) -> None:
     onnx.save(proto, str(path))
 
 
+def quantize_int8(src: Path, dst: Path) -> dict[str, Any]:
+    """Dynamic int8 quantization of the MatMuls with constant weights, per output channel.
+
+    Left in float: MatMuls between two activations (attention scores), the heads (Gemm), the
+    embeddings, and the feed-forward output MatMuls fed by GELU, whose inputs carry the large
+    outlier activations of BERT-style encoders: quantizing those per tensor moved P(harmful) the
+    most on the MiniLM quickstart model (see benchmarks/results/serving.md).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    _strip_value_info(src)
+    proto = onnx.load(str(src), load_external_data=False)
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    weights = {init.name for init in proto.graph.initializer}
+    chosen, skipped_gelu = [], 0
+    for node in proto.graph.node:
+        if node.op_type != "MatMul" or node.input[1] not in weights:
+            continue
+        src_node = producer.get(node.input[0])
+        if src_node is not None and src_node.op_type == "Gelu":
+            skipped_gelu += 1
+            continue
+        chosen.append(node.name)
+    del proto
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"], nodes_to_quantize=chosen)
+    return {"method": "dynamic", "weights": "int8 per-channel", "matmuls_quantized": len(chosen),
+            "matmuls_kept_float_after_gelu": skipped_gelu}
+
+
 def parity(model: Any, onnx_clf: OnnxClassifier, prompts: Sequence[str], responses: Sequence[str] | None = None,
            batch_size: int = 8) -> dict[str, float]:
     """Max and mean absolute difference of P(harmful) (and of logits) between PyTorch and ONNX."""
@@ -310,15 +348,13 @@ def export_onnx(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / ONNX_FILE
+    quant_record: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
         fp32 = Path(tmp) / "model.fp32.onnx"
         names = _export_graph(model, fp32)
         if quantize == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            _strip_value_info(fp32)
             staged = Path(tmp) / "model.int8.onnx"
-            quantize_dynamic(str(fp32), str(staged), weight_type=QuantType.QInt8)
+            quant_record = quantize_int8(fp32, staged)
         else:
             staged = fp32
         for extra in Path(tmp).glob("*.data"):  # external weights of very large graphs
@@ -332,6 +368,7 @@ def export_onnx(
     record: dict[str, Any] = {
         "file": ONNX_FILE,
         "quantize": quantize,
+        "quantization": quant_record,
         "inputs": names,
         "source": source,
         "exporter": "torch.onnx.export(dynamo=True)",
