@@ -105,11 +105,17 @@ class Augmenter(ABC):
         return {}
 
     def describe(self) -> dict[str, Any]:
-        """The full, JSON-able description stored in the cache manifest."""
+        """The JSON-able description stored in the manifest and hashed into the fingerprint
+        (backend settings that only change speed, e.g. threads or the server URL, are left out)."""
+        config = self.config.model_dump(mode="json")
+        if isinstance(config.get("backend"), dict):
+            from guardmatch.augment.backends.base import RUNTIME_FIELDS
+
+            config["backend"] = {k: v for k, v in config["backend"].items() if k not in RUNTIME_FIELDS}
         return {
             "name": self.name,
             "format_version": CACHE_FORMAT_VERSION,
-            "config": self.config.model_dump(mode="json"),
+            "config": config,
             "identity": self.identity(),
         }
 

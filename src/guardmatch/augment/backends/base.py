@@ -32,6 +32,11 @@ class BackendConfig(BaseModel):
     max_retries: int = Field(3, ge=0)
 
 
+RUNTIME_FIELDS = frozenset({"threads", "device", "base_url", "api_key_env", "concurrency", "timeout_s", "max_retries"})
+"""Backend settings that change speed, not outputs: left out of cache fingerprints, so a run can
+resume with more threads or another server address."""
+
+
 class GenerationParams(BaseModel):
     """Sampling settings of one request."""
 
