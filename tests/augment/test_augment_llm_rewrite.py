@@ -108,3 +108,13 @@ def test_response_task_prompt_optionally_rewritten(smollm2_gguf, response_pairs,
         assert d.error is None
         assert d.metadata["prompt_template"] == "rewrite" and d.metadata["response_template"] == "rewrite_response"
         assert d.prompt is not None and d.response is not None
+
+
+def test_fingerprint_ignores_speed_settings_only(smollm2_gguf):
+    def fp(**backend) -> str:
+        return LLMRewriteAugmenter(LLMRewriteConfig(backend=BackendConfig(model="smollm2", **backend))).fingerprint()
+
+    assert fp(threads=1) == fp(threads=2) == fp(threads=2, concurrency=9, timeout_s=5)
+    assert fp(n_ctx=1024) != fp(n_ctx=2048)
+    assert fp() != LLMRewriteAugmenter(LLMRewriteConfig(backend=BackendConfig(model="smollm2"),
+                                                        temperature=0.2)).fingerprint()
