@@ -136,9 +136,11 @@ def score_pool(
         model.eval()
         batches = range(0, n, batch_size)
         if progress:
+            from rich.console import Console
             from rich.progress import track
 
-            batches = track(batches, description="scoring pool", total=(n + batch_size - 1) // batch_size)
+            batches = track(batches, description="scoring pool", total=(n + batch_size - 1) // batch_size,
+                            console=Console(stderr=True))  # stdout stays clean for --json
         try:
             for start in batches:
                 idx = order[start : start + batch_size]

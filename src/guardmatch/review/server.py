@@ -20,8 +20,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from guardmatch.data.example import UnknownLabelError
 from guardmatch.review.store import ReviewStore
+
+
+class ReviewIn(BaseModel):
+    """One decision posted by the page."""
+
+    item_id: str = Field(min_length=1)
+    label: str
+    reviewer: str = ""
+    note: str | None = Field(None, max_length=4000)
 
 
 def static_dir() -> Path:
@@ -34,19 +45,12 @@ def create_app(db_path: str | Path, reviewer: str | None = None) -> Any:
         from fastapi import FastAPI, HTTPException, Request
         from fastapi.responses import FileResponse, JSONResponse
         from fastapi.staticfiles import StaticFiles
-        from pydantic import BaseModel, Field
     except ImportError as exc:  # pragma: no cover - optional extra
         raise ImportError("the review page needs FastAPI and uvicorn: pip install 'guardmatch[serve]'") from exc
 
     db_path = Path(db_path)
     ReviewStore.open(db_path, create=False).close()  # fail now, not on the first request
     default_reviewer = reviewer or ""
-
-    class ReviewIn(BaseModel):
-        item_id: str = Field(min_length=1)
-        label: str
-        reviewer: str = ""
-        note: str | None = Field(None, max_length=4000)
 
     app = FastAPI(title="guardmatch review", docs_url=None, redoc_url=None, openapi_url=None)
     static = static_dir()
