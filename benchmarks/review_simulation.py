@@ -4,7 +4,11 @@ The reviewer is simulated by the hidden labels of the pool. Setup (prompt task, 
 
 * source: the local WildGuardTrain sample (3,393 prompts), rows whose text is also in a test set
   dropped; seed = 200 labels (stratified, ``--seed``); pool = the other ~3,190 prompts.
-* round 0: supervised fine-tuning of the packaged MiniLM on the seed (shared by all strategies).
+* round 0: supervised fine-tuning of the packaged MiniLM on the seed (shared by all strategies);
+  by default only its top 2 layers train, from cached lower-layer states (``mode: top_layers``,
+  ``guardmatch.features``): the cache is built once for the pool and the test suite and reused by
+  every round, for training, for scoring the pool (``score_pool(features=...)``) and for the
+  run's own evaluation on the prompt suite (``--mode full`` fine-tunes everything, ~3x slower).
 * each round r = 1..R, per strategy: ``route`` (score the pool with the round r-1 model, queue N
   items by the strategy), the oracle labels the N queued items in the store (reviewer ``oracle``),
   ``retrain`` (seed + all human labels so far, from the base encoder, same recipe), evaluate.
@@ -51,6 +55,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--mode", default="top_layers", choices=["full", "top_layers"],
+                    help="top_layers: fine-tune the top N encoder layers from cached lower-layer states")
+    ap.add_argument("--top-layers", type=int, default=2)
+    ap.add_argument("--features-dir", default=None, help="feature cache (default: WORK/features)")
     ap.add_argument("--keep-models", action="store_true", help="keep every round's weights (~90 MB each)")
     ap.add_argument("--out", default=str(RESULTS / "review_simulation"))
     return ap.parse_args()
@@ -61,8 +69,9 @@ def base_config(args: argparse.Namespace, seed: int):
 
     return TrainConfig.model_validate({
         "output_dir": "unused", "seed": seed, "algorithm": "supervised",
-        "data": {"task": "prompt", "train": "wildguardtrain", "labels": "all", "suite": "none",
-                 "data_dir": args.data_dir},
+        "data": {"task": "prompt", "train": "wildguardtrain", "labels": "all", "suite": "prompt",
+                 "data_dir": args.data_dir, "allow_hub": False},
+        "mode": args.mode, "top_layers": args.top_layers, "feature_cache_dir": args.features_dir or str(Path(args.work) / "features"),
         "model": {"encoder": "minilm", "max_length": args.max_length},
         "optim": {"lr": args.lr, "layer_decay": 0.8, "batch_size": args.batch_size, "max_steps": args.steps,
                   "warmup_ratio": 0.1, "eval_batch_size": 64},
@@ -116,6 +125,7 @@ def main() -> int:
     from rich.console import Console
 
     from guardmatch.data.overlap import remove_overlap
+    from guardmatch.features import FeatureStore
     from guardmatch.data.splits import make_split
     from guardmatch.data.suites import load_dataset, load_suite
     from guardmatch.model import GuardClassifier
@@ -138,8 +148,9 @@ def main() -> int:
     source, removed = remove_overlap(source, suite, "prompt")
     results["setup"]["source_rows"] = len(source)
     results["setup"]["removed_test_overlap"] = removed
-    results["setup"]["test_set"] = {"name": "wildguardtest", "n": len(test["wildguardtest"]),
-                                    "harmful": sum(e.label == 1 for e in test["wildguardtest"])}
+    labeled_test = [e for e in test["wildguardtest"] if e.label is not None]
+    results["setup"]["test_set"] = {"name": "wildguardtest", "n": len(labeled_test),
+                                    "harmful": sum(e.label == 1 for e in labeled_test)}
     uncertainty = {"margin", "least_confidence", "entropy"}
 
     for seed in args.seeds:
@@ -155,11 +166,12 @@ def main() -> int:
             r0 = find(results, seed, "seed", 0)
             if r0 is None:
                 t = time.perf_counter()
-                rr = retrain(store, cfg, sdir / "round0", eval_suite=test, console=console)
+                rr = retrain(store, cfg, sdir / "round0", console=console)
                 r0 = {"seed": seed, "strategy": "seed", "round": 0, "labels": args.seed_labels, "human_labels": 0,
                       "f1": rr.metrics["wildguardtest"]["f1"], "auprc": rr.metrics["wildguardtest"]["auprc"],
                       "precision": rr.metrics["wildguardtest"]["precision"],
                       "recall": rr.metrics["wildguardtest"]["recall"], "model_dir": str(rr.model_dir),
+                      "f1_all_sets": {k: round(v["f1"], 4) for k, v in rr.metrics.items() if k != "_train"},
                       "train_s": round(time.perf_counter() - t, 1)}
                 results["rounds"].append(r0)
                 save_results(res_path, results)
@@ -186,8 +198,11 @@ def main() -> int:
                         key = (prev_model[strategy], tuple(ex.id for ex in cands))
                         if key not in score_cache:  # strategies sharing a model and pool score it once
                             model = GuardClassifier.from_pretrained(prev_model[strategy])
+                            feats = None
+                            if args.mode == "top_layers":
+                                feats = FeatureStore(model, "top_layers", args.top_layers, root=cfg.feature_cache_dir)
                             score_cache.clear()
-                            score_cache[key] = score_pool(model, cands, "prompt", batch_size=64,
+                            score_cache[key] = score_pool(model, cands, "prompt", batch_size=64, features=feats,
                                                           model_version=Path(prev_model[strategy]).parent.name)
                             del model
                         scores = score_cache[key]
@@ -215,16 +230,17 @@ def main() -> int:
                         console.print(f"seed {seed} round {rnd} {strategy}: queue identical to {same_as['strategy']}")
                     else:
                         t = time.perf_counter()
-                        rr = retrain(store, cfg, sdir / f"{strategy}-round{rnd}", eval_suite=test, console=console)
+                        rr = retrain(store, cfg, sdir / f"{strategy}-round{rnd}", console=console)
                         m = rr.metrics["wildguardtest"]
                         harm = sum(oracle[i] for i in queue)
+                        others = {k: round(v["f1"], 4) for k, v in rr.metrics.items() if k != "_train"}
                         rec = {"seed": seed, "strategy": strategy, "round": rnd,
                                "labels": args.seed_labels + len(queue), "human_labels": len(queue),
                                "queued_harmful": harm, "f1": m["f1"], "auprc": m["auprc"],
                                "precision": m["precision"], "recall": m["recall"], "model_dir": str(rr.model_dir),
                                "queue_sha": qsha, "identical_to": None, "route_s": round(route_s, 1),
                                "train_s": round(time.perf_counter() - t, 1),
-                               "labels_used": rr.labels_used}
+                               "labels_used": rr.labels_used, "f1_all_sets": others}
                         console.print(f"[bold]seed {seed} round {rnd} {strategy}[/]: F1 {m['f1']:.3f} "
                                       f"({len(queue)} human labels, {harm} harmful)")
                     results["rounds"].append(rec)
@@ -283,7 +299,8 @@ def write_report(results: dict, out: Path) -> None:
     lines = ["# Review-loop simulation (hidden pool labels as the reviewer)", "",
              f"Prompt task; seed {setup.get('seed_labels')} WildGuardTrain labels; {setup.get('rounds')} rounds of "
              f"N={setup.get('budget')} reviews; supervised MiniLM fine-tuning from the base encoder each round "
-             f"({setup.get('steps')} steps, batch {setup.get('batch_size')}, max_length {setup.get('max_length')}); "
+             f"(mode {setup.get('mode')}, top {setup.get('top_layers')} layers; {setup.get('steps')} steps, "
+             f"batch {setup.get('batch_size')}, lr {setup.get('lr')}, max_length {setup.get('max_length')}); "
              f"F1 of the harmful class on WildGuardTest prompts (n={setup.get('test_set', {}).get('n')}) at the "
              f"model's threshold. Seeds: {seeds} (mean shown when several).", "",
              "| strategy | " + " | ".join(f"{x} labels" for x in labels_axis) + " |",

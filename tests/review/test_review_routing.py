@@ -183,3 +183,17 @@ def test_score_pool_keeps_model_mode(review_slice):
     score_pool(model, review_slice[:4])
     assert model.training
     assert torch.is_grad_enabled()
+
+
+def test_score_pool_from_cached_lower_layers_matches_full_forward(tmp_path, review_slice):
+    from guardmatch.features import FeatureStore
+
+    pool = [ex.unlabeled() for ex in review_slice[:30]]
+    model = tiny_model(num_heads=3, num_outputs=2, seed=4)
+    full = score_pool(model, pool, batch_size=8)
+    store = FeatureStore(model, "top_layers", 1, root=tmp_path / "feats")
+    cached = score_pool(model, pool, batch_size=8, features=store)
+    np.testing.assert_allclose(cached.probs, full.probs, atol=2e-3)  # fp16 cache
+    np.testing.assert_allclose(cached.head_probs, full.head_probs, atol=2e-3)
+    again = score_pool(model, pool, batch_size=8, features=store)  # second time: read from the cache only
+    np.testing.assert_array_equal(again.probs, cached.probs)

@@ -116,10 +116,15 @@ def score_pool(
     batch_size: int = 64,
     model_version: str = "",
     progress: bool = False,
+    features: Any = None,
 ) -> PoolScores:
     """Score ``examples`` with a :class:`~guardmatch.model.GuardClassifier` (one forward per batch).
 
-    Batches are formed from length-sorted inputs (fast on CPU) and unsorted afterwards.
+    Batches are formed from length-sorted inputs (fast on CPU) and unsorted afterwards. With
+    ``features`` (a :class:`guardmatch.features.FeatureStore` made for ``model``) the frozen lower
+    layers are read from the cache (computed once, for what is missing) and only the layers above
+    run: the same numbers up to the cache's fp16 rounding, much cheaper round after round. The
+    store is keyed by the frozen weights, so a model whose lower layers changed never reads them.
     """
     task = Task(task or model.config.task)
     if task is not Task(model.config.task):
@@ -128,6 +133,8 @@ def score_pool(
     C = model.config.num_classes
     H = model.config.num_heads
     logits = np.zeros((H, n, C), dtype=np.float64)
+    if n and features is not None:
+        features.build(examples, batch_size=batch_size, progress=progress, description="caching pool features")
     if n:
         prompts, responses = split_inputs(examples, task)
         lengths = [len(p) + (len(responses[i]) if responses else 0) for i, p in enumerate(prompts)]
@@ -144,8 +151,11 @@ def score_pool(
         try:
             for start in batches:
                 idx = order[start : start + batch_size]
-                enc = model.tokenize([prompts[i] for i in idx], [responses[i] for i in idx] if responses else None)
-                enc = {k: v.to(model.device) for k, v in enc.items()}
+                if features is not None:
+                    enc = features.batch([examples[i] for i in idx], model.device)
+                else:
+                    enc = model.tokenize([prompts[i] for i in idx], [responses[i] for i in idx] if responses else None)
+                    enc = {k: v.to(model.device) for k, v in enc.items()}
                 out = model(**enc)[..., :C].float().cpu().numpy()
                 logits[:, idx] = out
         finally:
