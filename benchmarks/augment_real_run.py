@@ -16,6 +16,9 @@ c. LLM backtranslation (same model, pivot de), 1 view: the same 1,000 prompts.
 d. LLM rewrite and LLM backtranslation, 1 view: a seeded random 300 response_pool pairs (response task).
 e. LLM rewrite over all 3,393 wildguardtrain_sample prompts (the first 1,000 are reused from b).
 
+LLM stages take turns in ``--slice-minutes`` slices (each run resumes its cache), so that every
+augmenter/backend is measured early on a slow machine; EDA stages run to the end in their turn.
+
 Results: ``benchmarks/results/augment_real_run.json`` (throughput, rejection counts, cache paths)
 and ``benchmarks/results/augment_examples.md`` (5 harmful + 5 benign side-by-side examples per
 augmenter). Labels are read only to pick and tag those examples, never by the augmenters.
@@ -181,6 +184,8 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=os.environ.get("GUARDMATCH_CACHE_DIR", "/work/cache/guardmatch"))
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--stages", default="", help="comma-separated stage-name prefixes to run (default: all)")
+    ap.add_argument("--slice-minutes", type=float, default=18.0,
+                    help="LLM stages run in turns of this many minutes until all are complete (0: one by one)")
     args = ap.parse_args()
     os.environ["GUARDMATCH_CACHE_DIR"] = args.cache_dir  # model alias qwen1.5b and the purge registry live there
     import torch
@@ -189,13 +194,19 @@ def main() -> None:
     all_stages = stages(args.cache_dir)
     if not args.report_only:
         wanted = [p for p in args.stages.split(",") if p]
-        for name, settings in all_stages:
-            if wanted and not any(name.startswith(p) for p in wanted):
-                continue
-            print(f"== stage {name}: {settings.command()}", file=sys.stderr, flush=True)
-            report = run_augment(settings, progress=True)
-            print(json.dumps(report.summary()), file=sys.stderr, flush=True)
-            write_report(all_stages)
+        pending = [(n, s) for n, s in all_stages if not wanted or any(n.startswith(p) for p in wanted)]
+        slice_s = args.slice_minutes * 60 if args.slice_minutes > 0 else None
+        while pending:  # LLM stages take turns in time slices, so each gets measured early
+            left = []
+            for name, settings in pending:
+                limit = slice_s if settings.augmenter.startswith("llm") else None
+                print(f"== stage {name} (slice {limit or 'none'} s): {settings.command()}", file=sys.stderr, flush=True)
+                report = run_augment(settings.model_copy(update={"time_limit_s": limit}), progress=True)
+                print(json.dumps(report.summary()), file=sys.stderr, flush=True)
+                write_report(all_stages)
+                if not report.complete:
+                    left.append((name, settings))
+            pending = left
     report = write_report(all_stages)
     print(json.dumps(report, indent=2))
 

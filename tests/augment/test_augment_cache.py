@@ -55,10 +55,15 @@ def test_missing_views_error_names_count_and_command(tmp_path):
     cache = ViewCache.create(DESC, FP, tmp_path, command="guardmatch augment --augmenter unit --input x.jsonl")
     with cache.writer() as w:
         w.write(_rec(exs[0], 0, 0, ACCEPTED, "only one"))
+        w.write(_rec(exs[1], 0, 0, REJECTED, "no", "echo"))
+        w.write(_rec(exs[1], 0, 1, REJECTED, "no", "intent"))
     with pytest.raises(MissingViewsError) as err:
         ViewCache.open(cache.path).views_for(exs, "prompt")
     assert err.value.missing == 3 and err.value.total == 4
-    assert "3 of 4 examples" in str(err.value) and "guardmatch augment --augmenter unit" in str(err.value)
+    assert err.value.ungenerated == 2 and err.value.rejected == 1
+    msg = str(err.value)
+    assert "3 of 4 examples" in msg and "guardmatch augment --augmenter unit --input x.jsonl\n" in msg
+    assert "--max-attempts 4" in msg
 
 
 def test_torn_last_line_is_ignored_and_repaired(tmp_path):

@@ -55,14 +55,25 @@ def views_root(root: str | os.PathLike | None = None) -> Path:
 
 
 class MissingViewsError(LookupError):
-    """Some examples have no accepted view in the cache; the message says how to fill them."""
+    """Some examples have no accepted view in the cache; the message says how to fill them.
 
-    def __init__(self, missing: int, total: int, cache_dir: Path, command: str):
+    ``ungenerated``: never attempted (run the command); ``rejected``: every attempt was rejected
+    by the filters (retry with a higher ``--max-attempts``, or accept a lower coverage).
+    """
+
+    def __init__(self, missing: int, total: int, cache_dir: Path, command: str, rejected: int = 0,
+                 max_attempts: int = 2):
         self.missing, self.total, self.cache_dir, self.command = missing, total, cache_dir, command
-        super().__init__(
-            f"{missing} of {total} examples have no accepted view in {cache_dir} "
-            f"(coverage {1 - missing / max(total, 1):.1%}). Generate them with:\n  {command}"
-        )
+        self.rejected, self.ungenerated = rejected, missing - rejected
+        lines = [f"{missing} of {total} examples have no accepted view in {cache_dir} "
+                 f"(coverage {1 - missing / max(total, 1):.1%})."]
+        if self.ungenerated:
+            lines.append(f"{self.ungenerated} were never generated; generate them with:\n  {command}")
+        if rejected:
+            lines.append(f"{rejected} had every attempt rejected by the filters; retry them with:\n  "
+                         f"{command} --max-attempts {max_attempts + 2}\n"
+                         "or accept fewer views (training: views.min_coverage < 1 uses the text itself).")
+        super().__init__("\n".join(lines))
 
 
 class CacheLockedError(RuntimeError):
@@ -326,7 +337,11 @@ class ViewCache:
         out = [self.accepted(ex, task, max_views) for ex in examples]
         missing = sum(1 for views in out if not views)
         if examples and (len(examples) - missing) / len(examples) < min_coverage:
-            raise MissingViewsError(missing, len(examples), self.path, self.fill_command(task))
+            tried = sum(1 for ex, views in zip(examples, out) if not views and self.records(task, ex.content_hash(task)))
+            attempts = max((len(r) for ex, views in zip(examples, out) if not views
+                            for r in self.records(task, ex.content_hash(task)).values()), default=2)
+            raise MissingViewsError(missing, len(examples), self.path, self.fill_command(task), rejected=tried,
+                                    max_attempts=attempts)
         if missing and on_missing == "identity":
             for i, views in enumerate(out):
                 if not views:
