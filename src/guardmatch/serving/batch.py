@@ -1,20 +1,26 @@
-"""Batch prediction over jsonl / csv / parquet: chunked, with progress, resumable.
+"""Batch prediction over jsonl / csv / parquet: streamed in chunks, with progress, resumable.
 
 Each output line is ``{"id", "p_harmful", "flagged", "threshold", "model"}``. Rows already in the
-output (by id) are not scored again, so a killed run continues where it stopped. Output files
-are owner-only and encrypted when ``$GUARDMATCH_ENCRYPTION_KEY`` is set (see ``guardmatch.security``).
+output (by id) are not scored again, so a killed run continues where it stopped. The input is read
+and scored ``chunk_size`` rows at a time (the same row checks, ids and format detection as
+``load_file``), so memory stays flat whatever the file size; only the ids already written are kept.
+Output files are owner-only and encrypted when ``$GUARDMATCH_ENCRYPTION_KEY`` is set (see
+``guardmatch.security``). ``model`` may be a ``GuardClassifier``, an ONNX classifier or a model
+directory (an ONNX export is run by onnxruntime).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from guardmatch.data.example import Task
-from guardmatch.data.loaders import load_file
+from guardmatch.data.loaders import DEFAULT_MAX_TEXT_CHARS, LoadResult
 from guardmatch.security import AtRestCipher, iter_jsonl, open_jsonl_writer, register_derived
 
 
@@ -41,6 +47,49 @@ def _drop_torn_tail(path: Path) -> None:
             fh.truncate(cut)
 
 
+def iter_file_chunks(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    task: Task | str = Task.PROMPT,
+    column_mapping: Mapping[str, str] | None = None,
+    chunk_size: int = 1024,
+    require_label: bool = False,
+    max_text_chars: int | None = DEFAULT_MAX_TEXT_CHARS,
+) -> Iterator[LoadResult]:
+    """``load_file``'s result ``chunk_size`` records at a time, streamed from disk.
+
+    Row numbers, generated ids (``<source>-<record index>``) and checks are those of ``load_file``;
+    the format detected on the first chunk is used for the rest. Duplicate ids are caught within a
+    chunk (across chunks the resumable writer's id set skips the repeat).
+    """
+    from guardmatch.data import loaders
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    reader = loaders._reader(path, str(path), max_text_chars)
+    rows = iter(reader)
+    fmt = format
+
+    class _Chunk(loaders._RowReader):
+        def __init__(self, raws: list) -> None:
+            self.raws, self.columns = raws, reader.columns
+
+        def __iter__(self):
+            return iter(self.raws)
+
+    while True:
+        raws = list(itertools.islice(rows, chunk_size))
+        if not raws:
+            return
+        part = loaders._convert(_Chunk(raws), label=str(path), fmt=fmt, task=Task(task),
+                                column_mapping=column_mapping, label_mapping=None, source=loaders._stem(path),
+                                errors="skip", require_label=require_label, max_text_chars=max_text_chars)
+        fmt = fmt or part.format or None
+        yield part
+
+
 def predict_file(
     model: Any,
     input_path: str | Path,
@@ -59,36 +108,44 @@ def predict_file(
         model = load_classifier(model)
     task = Task(model.config.task)
     thr = model.config.threshold if threshold is None else threshold
-    loaded = load_file(input_path, format=format, task=task, column_mapping=column_mapping,
-                       require_label=False, errors="skip")
+    chunks = iter_file_chunks(input_path, format=format, task=task, column_mapping=column_mapping,
+                              chunk_size=chunk_size)
     out_path = Path(out_path)
     _drop_torn_tail(out_path)
     done = _done_ids(out_path)
-    todo = [ex for ex in loaded.examples if ex.id not in done]
     name = str(getattr(model, "name", None) or model.config.provenance.get("fingerprint") or model.config.encoder)
-    written = 0
+    rows = written = already = 0
+    skipped: Counter = Counter()
+    problems: list[str] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with open_jsonl_writer(out_path, cipher=AtRestCipher.from_env(), append=True) as writer, Progress(
-        transient=False
+        *columns, transient=False
     ) as progress:
-        bar = progress.add_task("predicting", total=len(loaded.examples), completed=len(loaded.examples) - len(todo))
-        for start in range(0, len(todo), chunk_size):
-            part = todo[start : start + chunk_size]
-            prompts = [ex.prompt for ex in part]
-            responses = [ex.response or "" for ex in part] if task is Task.RESPONSE else None
-            probs = model.predict_proba(prompts, responses, batch_size=batch_size)
-            for ex, p in zip(part, probs):
-                writer.write({"id": ex.id, "p_harmful": round(float(p), 6), "flagged": bool(p >= thr),
-                              "threshold": thr, "model": name})
-            writer.flush(fsync=True)
-            written += len(part)
-            progress.update(bar, advance=len(part))
+        bar = progress.add_task("predicting", total=None)
+        for part in chunks:
+            skipped.update(part.report.skipped)
+            problems.extend(str(p) for p in part.report.problems[: max(0, 20 - len(problems))])
+            rows += len(part.examples)
+            todo = [ex for ex in part.examples if ex.id not in done]
+            already += len(part.examples) - len(todo)
+            if todo:
+                prompts = [ex.prompt for ex in todo]
+                responses = [ex.response or "" for ex in todo] if task is Task.RESPONSE else None
+                probs = model.predict_proba(prompts, responses, batch_size=batch_size)
+                for ex, p in zip(todo, probs):
+                    writer.write({"id": ex.id, "p_harmful": round(float(p), 6), "flagged": bool(p >= thr),
+                                  "threshold": thr, "model": name})
+                    done.add(ex.id)
+                writer.flush(fsync=True)
+                written += len(todo)
+            progress.update(bar, completed=rows)
     register_derived(input_path, out_path, kind="predictions")
     return {
         "input": str(input_path),
         "output": str(out_path),
-        "rows": len(loaded.examples),
+        "rows": rows,
         "scored_now": written,
-        "already_done": len(loaded.examples) - len(todo),
-        "skipped_bad_rows": dict(loaded.report.skipped),
-        "problems": [str(p) for p in loaded.report.problems[:20]],
+        "already_done": already,
+        "skipped_bad_rows": dict(skipped),
+        "problems": problems[:20],
     }
