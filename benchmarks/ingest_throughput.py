@@ -125,7 +125,9 @@ def main() -> None:
     proc = subprocess.run([sys.executable, "-c", CHILD, str(log), str(pool)], env=env, stdout=subprocess.PIPE,
                           text=True, check=True)
     wall = time.perf_counter() - t
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_kib = usage.ru_maxrss
+    load = os.getloadavg()
     child = json.loads(proc.stdout.strip().splitlines()[-1])
     c = child["counts"]
     result = {
@@ -138,6 +140,8 @@ def main() -> None:
         "examples_in_per_s": c["drafts"] / child["seconds"],
         "mib_per_s": built["bytes"] / 2**20 / child["seconds"],
         "peak_rss_mib": peak_kib / 1024,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "load_average_at_end": load,
         "pool_bytes": pool.stat().st_size,
         "counts": {k: c[k] for k in ("records", "drafts", "kept", "errors", "kept_by_kind", "dedup", "redactions", "skipped")},
     }
