@@ -101,23 +101,36 @@ def stage_result(name: str, settings: AugmentSettings) -> dict[str, Any]:
     if cache is None:
         out["status"] = "not started"
         return out
-    runs = cache.manifest.get("runs", [])
-    task_stats = cache.stats().get(settings.task.value, {})
+    task = settings.task
+    # runs of this augmenter on this task (stages sharing a cache, e.g. b and e, share these numbers)
+    runs = [r for r in cache.manifest.get("runs", []) if r.get("task") == task.value]
     acc = sum(r["accepted"] for r in runs)
     att = sum(r["attempts"] for r in runs)
     sec = sum(r["elapsed_s"] for r in runs)
     gen = sum(r["generate_s"] for r in runs)
-    cov = cache.coverage(examples, settings.task)
-    slots_done = sum(1 for ex in examples for v in range(settings.views)
-                     if (st := cache.slot_state(settings.task, ex.content_hash(settings.task), v))[0]
-                     or st[1] >= settings.max_attempts)
+    # counts over this stage's texts only
+    accepted = attempts = slots_done = 0
+    rejected: dict[str, int] = {}
+    for ex in examples:
+        views = cache.records(task, ex.content_hash(task))
+        for v in range(settings.views):
+            recs = views.get(v, [])
+            attempts += len(recs)
+            ok = any(r.status == "accepted" for r in recs)
+            accepted += ok
+            slots_done += ok or len(recs) >= settings.max_attempts
+            for r in recs:
+                if r.status == "rejected":
+                    rejected[r.reason or "unknown"] = rejected.get(r.reason or "unknown", 0) + 1
+    total = len(examples) * settings.views
     out.update({
-        "status": "complete" if slots_done == len(examples) * settings.views else "partial",
-        "cache_dir": str(cache.path), "slots_done": slots_done, "slots_total": len(examples) * settings.views,
-        "coverage": round(cov, 4), "accepted_views": task_stats.get("accepted_views", 0),
-        "attempts": task_stats.get("attempts", 0), "rejected": task_stats.get("rejected", {}),
-        "rejection_rate": task_stats.get("rejection_rate"),
-        "measured_runs": len(runs), "measured_seconds": round(sec, 1),
+        "status": "complete" if slots_done == total else ("partial" if attempts else "not started"),
+        "cache_dir": str(cache.path), "slots_done": slots_done, "slots_total": total,
+        "coverage": round(cache.coverage(examples, task), 4), "accepted_views": accepted, "attempts": attempts,
+        "rejected": dict(sorted(rejected.items())),
+        "rejection_rate": round(1 - accepted / attempts, 4) if attempts else None,
+        "throughput_runs": len(runs), "throughput_seconds": round(sec, 1),
+        "throughput_attempts": att, "throughput_accepted": acc,
         "views_per_s": round(acc / sec, 4) if sec else None,
         "attempts_per_s": round(att / sec, 4) if sec else None,
         "generate_seconds": round(gen, 1), "filter_seconds": round(sum(r["filter_s"] for r in runs), 1),
