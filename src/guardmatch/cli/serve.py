@@ -30,6 +30,7 @@ def serve(
     api_key_file: Optional[Path] = typer.Option(None, help=f"file with the bearer token (else ${API_KEY_ENV}; none: no auth)"),
     threads: Optional[int] = typer.Option(None, help="inference threads (torch / onnxruntime)"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
+    keep_alive: float = typer.Option(75.0, help="seconds an idle keep-alive connection stays open"),
 ) -> None:
     """Serve OpenAI-compatible /v1/moderations, /v1/classify, /healthz and /metrics."""
     from guardmatch.serving.app import ServerConfig, serve as run_server
@@ -43,7 +44,7 @@ def serve(
                            api_key=key)
         console.print(f"serving on http://{host}:{port} (auth: {'bearer token' if key else 'none'})")
         run_server(prompt_model, response_model, host=host, port=port, config=cfg, threads=threads,
-                   log_level=log_level)
+                   log_level=log_level, keep_alive_s=keep_alive)
 
 
 @export_app.command("onnx")

@@ -459,8 +459,14 @@ def serve(
     config: ServerConfig | None = None,
     threads: int | None = None,
     log_level: str = "info",
+    keep_alive_s: float = 75.0,
 ) -> None:
-    """Load the models and run the server with uvicorn (blocks until stopped)."""
+    """Load the models and run the server with uvicorn (blocks until stopped).
+
+    ``keep_alive_s``: idle keep-alive connections are closed after this long. Keep it above the idle
+    timeout of any proxy or client pool in front (uvicorn's 5 s default races clients that reuse a
+    connection just as the server closes it: a reset request).
+    """
     import uvicorn
 
     if threads:
@@ -470,4 +476,5 @@ def serve(
     pm = load_served_model(prompt_model, threads=threads) if prompt_model else None
     rm = load_served_model(response_model, threads=threads) if response_model else None
     app = create_app(pm, rm, config)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
+                timeout_keep_alive=int(max(1, keep_alive_s)))
