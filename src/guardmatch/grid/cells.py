@@ -1,0 +1,216 @@
+"""Grid cells: the expansion of the axes, each cell's directory, run config and config hash.
+
+A cell is one (task, pool, method or baseline, augmenter, budget, seed). Its directory is derived
+from those axes only, so a rerun finds it again::
+
+    <grid out>/<task>/<pool>/<method>-<augmenter>/<budget>/seed<k>     SSL methods
+    <grid out>/<task>/in_source/<method>/<budget>/seed<k>              supervised (no augmenter, no pool)
+    <baselines dir>/<task>/in_source/<baseline>/<budget>/seed<k>       baselines (shareable between grids)
+
+Supervised methods and baselines use no unlabeled data: they run once per (task, budget, seed),
+on the grid's first pool, and tables show them once. SSL methods run for each augmenter whose
+views apply to the task, and for each pool listed for the task; an SSL cell whose pool would be
+empty (budget ``all`` with no extra unlabeled source) is not generated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from guardmatch.config import ConfigError, TrainConfig
+from guardmatch.data.example import Example, Task
+from guardmatch.grid.config import Budget, GridConfig, deep_merge
+
+CellKind = Literal["run", "baseline"]
+
+# TrainConfig keys that do not change what a run computes (bookkeeping, locations, threads)
+_UNHASHED = {"output_dir", "resume", "threads", "save_every", "keep_checkpoints", "log_every", "feature_cache_dir",
+             "eval_every"}
+_UNHASHED_DATA = {"data_dir", "allow_hub"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: Task
+    pool: str
+    kind: CellKind
+    method: str  # method key (kind "run") or baseline key (kind "baseline")
+    augmenter: str | None
+    budget: Budget
+    seed: int
+
+    @property
+    def arm(self) -> str:
+        """The table row: ``method``, ``method-augmenter`` or the baseline name."""
+        return self.method if self.augmenter is None else f"{self.method}-{self.augmenter}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.task.value}/{self.pool}/{self.arm}/{self.budget}/seed{self.seed}"
+
+    def path(self, grid: GridConfig) -> Path:
+        root = grid.baselines_root() if self.kind == "baseline" else Path(grid.output_dir)
+        return root / self.task.value / self.pool / self.arm / str(self.budget) / f"seed{self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "task": self.task.value, "pool": self.pool, "kind": self.kind, "method": self.method,
+                "augmenter": self.augmenter, "budget": str(self.budget), "seed": self.seed}
+
+    def matches(self, filters: dict[str, set[str]]) -> bool:
+        """``--only`` filters: every given axis must match one of its values."""
+        values = {"task": self.task.value, "pool": self.pool, "kind": self.kind, "method": self.method,
+                  "baseline": self.method if self.kind == "baseline" else None,
+                  "augmenter": self.augmenter or "none", "budget": str(self.budget), "seed": str(self.seed),
+                  "arm": self.arm}
+        for axis, wanted in filters.items():
+            if axis not in values:
+                raise ValueError(f"--only: unknown axis {axis!r}; known: {', '.join(sorted(values))}")
+            if values[axis] not in wanted:
+                return False
+        return True
+
+
+def uses_unlabeled(algorithm: str) -> bool:
+    from guardmatch.algorithms import get_algorithm
+
+    return bool(get_algorithm(algorithm).uses_unlabeled)
+
+
+def expand(grid: GridConfig) -> list[Cell]:
+    """Every cell of the grid, seed-major (a partial grid already has every row for seed 0)."""
+    cells: list[Cell] = []
+    for seed in grid.seeds:
+        for task, tspec in grid.tasks.items():
+            first_pool = tspec.pools[0]
+            for budget in grid.task_budgets(task):
+                for pool in tspec.pools:
+                    pspec = grid.pools[pool]
+                    if pspec.budgets is not None and budget not in pspec.budgets:
+                        continue
+                    for method in grid.task_methods(task):
+                        mspec = grid.methods[method]
+                        if not uses_unlabeled(mspec.algorithm):
+                            if pool == first_pool:
+                                cells.append(Cell(task, pool, "run", method, None, budget, seed))
+                            continue
+                        if pspec.methods is not None and method not in pspec.methods:
+                            continue
+                        if budget == "all" and not pspec.widens:
+                            continue  # no unlabeled data left
+                        for aug in grid.task_augmenters(task):
+                            if pspec.augmenters is not None and aug not in pspec.augmenters:
+                                continue
+                            cells.append(Cell(task, pool, "run", method, aug, budget, seed))
+                    if pool == first_pool:
+                        for name in grid.task_baselines(task):
+                            cells.append(Cell(task, pool, "baseline", name, None, budget, seed))
+    return cells
+
+
+def cell_config(grid: GridConfig, cell: Cell, extra_unlabeled: list[str] | None = None) -> TrainConfig:
+    """The validated run config of a cell (for a baseline: the data part it splits with)."""
+    data = deep_merge(grid.base, grid.tasks[cell.task].overrides)
+    if cell.kind == "run":
+        method = grid.methods[cell.method]
+        data = deep_merge(data, method.overrides)
+        fixed: dict[str, Any] = {"algorithm": method.algorithm, "algorithm_params": method.params}
+    else:
+        fixed = {"algorithm": "supervised", "algorithm_params": {}}
+    fixed.update({"seed": cell.seed, "output_dir": str(cell.path(grid)),
+                  "data": {"task": cell.task.value, "labels": cell.budget}})
+    if cell.augmenter is not None:
+        aug = grid.augmenters[cell.augmenter]
+        fixed["views"] = {"cache": aug.cache, "cache_dir": aug.cache_dir, "min_coverage": aug.min_coverage}
+    data = deep_merge(data, fixed)
+    if extra_unlabeled:
+        data.setdefault("data", {})
+        data["data"]["extra_unlabeled"] = list(data["data"].get("extra_unlabeled", [])) + list(extra_unlabeled)
+    try:
+        return TrainConfig.model_validate(data)
+    except Exception as exc:  # pydantic ValidationError: name the cell
+        from pydantic import ValidationError
+
+        from guardmatch.config import format_validation_error
+
+        if isinstance(exc, ValidationError):
+            raise ConfigError(format_validation_error(exc, f"grid cell {cell.key}")) from None
+        raise
+
+
+def config_hash(grid: GridConfig, cell: Cell, config: TrainConfig) -> str:
+    """What the cell computes, hashed: a changed grid config never silently reuses an old result.
+
+    Runs hash their whole TrainConfig minus bookkeeping; baselines hash only the data split and
+    their own spec, so grids that differ only in training mode share baseline cells.
+    """
+    dumped = config.model_dump(mode="json")
+    if cell.kind == "baseline":
+        spec = grid.baseline_spec(cell.task, cell.method)
+        payload: dict[str, Any] = {"data": dumped["data"], "seed": dumped["seed"], "kind": spec.kind,
+                                   "params": spec.params}
+    else:
+        payload = {k: v for k, v in dumped.items() if k not in _UNHASHED}
+        views = dict(payload.get("views") or {})
+        views.pop("cache_dir", None)
+        payload["views"] = views
+    payload["data"] = {k: v for k, v in payload["data"].items() if k not in _UNHASHED_DATA}
+    payload["data"]["extra_unlabeled"] = [Path(p).name if os.sep in p else p
+                                          for p in payload["data"].get("extra_unlabeled", [])]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- pools
+
+
+def pool_sources(grid: GridConfig, task: Task, pool: str, *, console=None) -> list[str]:
+    """``data.extra_unlabeled`` entries of a pool; ``prompts_from`` is materialized once as a
+    normalized JSONL (``<grid out>/pools/<task>-<pool>.jsonl``, labels null) of distinct prompts not
+    already in the training source."""
+    spec = grid.pools[pool]
+    out = list(spec.extra_unlabeled)
+    if spec.prompts_from:
+        if task is not Task.PROMPT:
+            raise ConfigError(f"pools.{pool}.prompts_from only applies to the prompt task, not {task.value}")
+        out.append(str(materialize_prompts(grid, task, pool, console=console)))
+    return out
+
+
+def materialize_prompts(grid: GridConfig, task: Task, pool: str, *, console=None) -> Path:
+    from guardmatch.config import DataConfig
+    from guardmatch.training.run import load_source
+
+    spec = grid.pools[pool]
+    merged = deep_merge(grid.base, grid.tasks[task].overrides).get("data", {})
+    data_cfg = DataConfig.model_validate({**merged, "task": task.value})
+    path = Path(grid.output_dir) / "pools" / f"{task.value}-{pool}.jsonl"
+    train = load_source(data_cfg.train, Task.PROMPT, data_cfg).examples
+    seen = {ex.content_hash(Task.PROMPT) for ex in train}
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for source in spec.prompts_from:
+        examples = load_source(source, Task.RESPONSE, data_cfg, require_label=False).examples
+        kept = 0
+        for ex in examples:
+            h = Example("x", ex.prompt).content_hash(Task.PROMPT)
+            if h in seen:
+                continue
+            seen.add(h)
+            kept += 1
+            rows.append({"id": f"{pool}:{source}:{h[:16]}", "prompt": ex.prompt, "response": None, "label": None,
+                         "source": f"{source}-prompts"})
+        counts[source] = kept
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        if console is not None:
+            console.print(f"[dim]pool {pool}: {len(rows)} distinct prompts from "
+                          f"{', '.join(f'{k} ({v})' for k, v in counts.items())} -> {path}[/]")
+    return path

@@ -1,0 +1,223 @@
+"""The experiment grid's configuration (pydantic, ``extra=forbid``), loadable from YAML.
+
+A grid is a base :class:`~guardmatch.config.TrainConfig` plus axes::
+
+    name: paper_cpu
+    output_dir: runs/grid/paper_cpu
+    base: {mode: top_layers, model: {encoder: minilm}, optim: {...}}     # any TrainConfig keys
+    tasks:                                                                 # task -> overrides
+      prompt: {overrides: {data: {train: wildguardtrain, suite: prompt}}, pools: [in_source, widened]}
+      response: {overrides: {data: {train: response_pool, suite: response}}}
+    methods: {supervised: {algorithm: supervised}, fixmatch: {algorithm: fixmatch, params: {threshold: 0.95}}}
+    augmenters: {eda: {cache: eda, cache_dir: /work/cache/guardmatch}}
+    pools: {in_source: {}, widened: {extra_unlabeled: [prompt_pool], prompts_from: [response_pool]}}
+    budgets: [200, 2000, all]
+    seeds: [0, 1, 2]
+    baselines: {tfidf-lr: {kind: tfidf_lr}, setfit: {kind: setfit, params: {max_steps: 100}}}
+
+Overrides merge in this order (later wins): ``base`` < task ``overrides`` < method ``overrides``
+< what the cell fixes (task, algorithm, params, views, budget, seed, output dir). Every merged
+config is validated as a ``TrainConfig``, so a bad key names the key and the file.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from guardmatch.config import ConfigError, format_validation_error, load_yaml, set_dotted
+from guardmatch.data.example import Task
+
+Budget = int | Literal["all"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MethodSpec(_Strict):
+    """A training algorithm with its parameters (``guardmatch.algorithms``)."""
+
+    algorithm: str
+    params: dict[str, Any] = Field(default_factory=dict, description="algorithm_params")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="TrainConfig keys for this method only")
+    label: str | None = Field(None, description="name in tables and plots (default: the key)")
+
+
+class AugmenterSpec(_Strict):
+    """A strong-view cache (made by ``guardmatch augment``) used by the SSL methods."""
+
+    cache: str = Field(description="view cache: directory, <name>-<fp12> directory name, or augmenter name")
+    cache_dir: str | None = Field(None, description="cache root (else $GUARDMATCH_CACHE_DIR, ~/.cache/guardmatch)")
+    min_coverage: float = Field(
+        1.0, ge=0, le=1,
+        description="share of a cell's pool that must have views; below it the cell is skipped (with the "
+        "command that fills the cache); between it and 1 the run restricts the pool to covered texts",
+    )
+    tasks: list[Task] | None = Field(None, description="tasks this augmenter applies to (default: all)")
+    label: str | None = None
+
+
+class PoolSpec(_Strict):
+    """Where the unlabeled pool comes from, beyond the rest of the training source."""
+
+    extra_unlabeled: list[str] = Field(default_factory=list, description="datasets/files read for the task, labels hidden")
+    prompts_from: list[str] = Field(
+        default_factory=list,
+        description="response-task datasets whose distinct prompts join a prompt-task pool (unlabeled)",
+    )
+    budgets: list[Budget] | None = Field(None, description="budgets run with this pool (default: the task's)")
+    methods: list[str] | None = Field(None, description="SSL methods run with this pool (default: all)")
+    augmenters: list[str] | None = Field(None, description="augmenters run with this pool (default: all)")
+    label: str | None = None
+
+    @property
+    def widens(self) -> bool:
+        return bool(self.extra_unlabeled or self.prompts_from)
+
+
+class BaselineSpec(_Strict):
+    """A non-SSL baseline trained on exactly the cells' labeled split (``guardmatch.grid.baselines``)."""
+
+    kind: Literal["tfidf_lr", "setfit"]
+    params: dict[str, Any] = Field(default_factory=dict)
+    run: bool = Field(True, description="False: only report cells already computed (e.g. by another grid)")
+    label: str | None = None
+
+
+class TaskSpec(_Strict):
+    overrides: dict[str, Any] = Field(default_factory=dict, description="TrainConfig keys for this task")
+    budgets: list[Budget] | None = None
+    pools: list[str] = Field(default_factory=lambda: ["in_source"])
+    methods: list[str] | None = None
+    augmenters: list[str] | None = None
+    baselines: list[str] | None = None
+    baseline_params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-baseline parameter overrides for this task (e.g. setfit max_length)")
+
+
+class GoalSpec(_Strict):
+    """What the report checks SSL against (issue 7): gain on a main test set, no loss elsewhere."""
+
+    task: Task = Task.PROMPT
+    budget: Budget = 200
+    main_set: str = "wildguardtest"
+    min_gain: float = 0.04
+    max_loss: float = 0.0
+    beat_baseline: str | None = "setfit"
+
+
+class ReportSpec(_Strict):
+    pr_budget: Budget = 200
+    goals: GoalSpec | None = Field(default_factory=GoalSpec)
+    std_ddof: int = Field(1, ge=0, le=1, description="1: sample std over seeds; 0: population std")
+
+
+class GridConfig(_Strict):
+    """The whole grid: base run config, axes, baselines, bookkeeping."""
+
+    name: str = "grid"
+    description: str = ""
+    output_dir: str = "runs/grid"
+    baselines_dir: str | None = Field(None, description="where baseline cells live (share it between grids)")
+    base: dict[str, Any] = Field(default_factory=dict, description="TrainConfig keys shared by every run")
+    tasks: dict[Task, TaskSpec]
+    methods: dict[str, MethodSpec]
+    augmenters: dict[str, AugmenterSpec] = Field(default_factory=dict)
+    pools: dict[str, PoolSpec] = Field(default_factory=lambda: {"in_source": PoolSpec()})
+    budgets: list[Budget] = Field(default_factory=lambda: [200])
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    baselines: dict[str, BaselineSpec] = Field(default_factory=dict)
+    keep_checkpoints: bool = Field(False, description="keep a finished cell's checkpoints/ (large)")
+    keep_models: bool = Field(False, description="keep a finished cell's model/ (the scores for the report stay)")
+    report: ReportSpec = Field(default_factory=ReportSpec)
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, v: list[Budget]) -> list[Budget]:
+        for b in v:
+            if isinstance(b, int) and b < 2:
+                raise ValueError("budgets must be >= 2 or 'all'")
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> "GridConfig":
+        problems = []
+        for task, spec in self.tasks.items():
+            for pool in spec.pools:
+                if pool not in self.pools:
+                    problems.append(f"tasks.{task.value}.pools: unknown pool {pool!r} (pools: {sorted(self.pools)})")
+            for key, known in (("methods", self.methods), ("augmenters", self.augmenters),
+                               ("baselines", self.baselines), ("baseline_params", self.baselines)):
+                for name in getattr(spec, key) or []:
+                    if name not in known:
+                        problems.append(f"tasks.{task.value}.{key}: unknown {key[:-1]} {name!r}")
+        for name, pool in self.pools.items():
+            for key, known in (("methods", self.methods), ("augmenters", self.augmenters)):
+                for ref in getattr(pool, key) or []:
+                    if ref not in known:
+                        problems.append(f"pools.{name}.{key}: unknown {key[:-1]} {ref!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        for name in list(self.methods) + list(self.baselines) + list(self.augmenters) + list(self.pools):
+            if not name or "/" in name or name.startswith("."):
+                raise ValueError(f"{name!r} cannot be used as a name (it becomes a directory)")
+        return self
+
+    # ------------------------------------------------------------------ derived
+    def task_budgets(self, task: Task) -> list[Budget]:
+        return list(self.tasks[task].budgets or self.budgets)
+
+    def task_methods(self, task: Task) -> list[str]:
+        return list(self.tasks[task].methods or self.methods)
+
+    def task_augmenters(self, task: Task) -> list[str]:
+        names = self.tasks[task].augmenters or list(self.augmenters)
+        return [n for n in names if self.augmenters[n].tasks is None or task in self.augmenters[n].tasks]
+
+    def task_baselines(self, task: Task) -> list[str]:
+        return list(self.tasks[task].baselines if self.tasks[task].baselines is not None else self.baselines)
+
+    def baseline_spec(self, task: Task, name: str) -> BaselineSpec:
+        """The baseline's spec with this task's parameter overrides applied."""
+        spec = self.baselines[name]
+        extra = self.tasks[task].baseline_params.get(name)
+        return spec.model_copy(update={"params": {**spec.params, **extra}}) if extra else spec
+
+    def baselines_root(self) -> Path:
+        return Path(self.baselines_dir or self.output_dir)
+
+    def label(self, kind: str, name: str) -> str:
+        spec = {"method": self.methods, "augmenter": self.augmenters, "baseline": self.baselines,
+                "pool": self.pools}[kind].get(name)
+        return (spec.label if spec is not None and spec.label else name)
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` merged into a copy of ``base``; dotted keys (``optim.lr``) are expanded."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if "." in key:
+            nested: dict[str, Any] = {}
+            set_dotted(nested, key, copy.deepcopy(value))
+            out = deep_merge(out, nested)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_grid_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                     data: dict[str, Any] | None = None) -> GridConfig:
+    """Validate a grid YAML (or ``data``) plus dotted ``overrides`` (``base.mode=frozen``)."""
+    raw = load_yaml(path) if path else dict(data or {})
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    try:
+        return GridConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path) if path else "grid config")) from None

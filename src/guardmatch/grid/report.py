@@ -1,0 +1,315 @@
+"""The grid's report: tables in the paper's layout, CSV/JSON, goal checks and plots.
+
+Tables (one per task and pool): rows are method x augmenter (supervised and the baselines once),
+columns the test sets per label budget, cells ``mean ± std`` of harmful-class F1 over seeds
+(``(n=k)`` where fewer seeds than the grid's are finished). Then, per task, the change in F1 of
+each SSL row against supervised on the *same* splits (paired by seed), the goal check of issue 7
+(SSL ≥ +4 F1 over supervised on the main test set at 200 labels with no loss elsewhere, and above
+SetFit), and the effect of widening the unlabeled pool.
+
+Files written under ``<grid out>/report/`` (or ``out_dir``): ``report.md``, ``cells.csv`` (one row
+per cell and test set, every metric), ``summary.csv`` (aggregated), ``results.json`` and
+``plots/*.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from guardmatch.data.example import Task
+from guardmatch.grid.cells import Cell, expand
+from guardmatch.grid.config import GridConfig
+from guardmatch.grid.store import read_cell_file
+
+METRICS = ("f1", "precision", "recall", "auprc", "ece", "fpr")
+
+
+# ----------------------------------------------------------------------------- collecting
+
+
+def row_label(grid: GridConfig, cell: Cell) -> str:
+    if cell.kind == "baseline":
+        return grid.label("baseline", cell.method)
+    name = grid.label("method", cell.method)
+    return name if cell.augmenter is None else f"{name} + {grid.label('augmenter', cell.augmenter)}"
+
+
+def collect(grid: GridConfig) -> pd.DataFrame:
+    """One row per finished cell and test set (read from the cells' directories)."""
+    rows: list[dict[str, Any]] = []
+    order = {}
+    for i, cell in enumerate(expand(grid)):
+        order.setdefault(cell.arm, i)
+        record = read_cell_file(cell.path(grid))
+        if record is None or record.get("status") != "done":
+            continue
+        info = record.get("info") or {}
+        for test_set, m in (record.get("metrics") or {}).items():
+            rows.append({
+                "task": cell.task.value, "pool": cell.pool, "kind": cell.kind, "method": cell.method,
+                "augmenter": cell.augmenter or "", "arm": cell.arm, "row": row_label(grid, cell),
+                "budget": str(cell.budget), "seed": cell.seed, "test_set": test_set,
+                "labeled": info.get("labeled"), "unlabeled": info.get("unlabeled"),
+                **{k: m.get(k) for k in (*METRICS, "n", "positives", "threshold", "accuracy")},
+                "elapsed_s": record.get("elapsed_s"), "cpu_s": record.get("cpu_s"),
+                "view_coverage": info.get("view_coverage"), "identity_views": info.get("identity_views"),
+                "order": order[cell.arm], "path": record.get("path"),
+            })
+    return pd.DataFrame(rows)
+
+
+def aggregate(df: pd.DataFrame, ddof: int = 1) -> pd.DataFrame:
+    """Mean, std and seed count per (task, pool, row, budget, test set) for every metric."""
+    if df.empty:
+        return df
+    keys = ["task", "pool", "kind", "method", "augmenter", "arm", "row", "budget", "test_set"]
+    agg: dict[str, Any] = {}
+    for m in METRICS:
+        agg[f"{m}_mean"] = (m, "mean")
+        agg[f"{m}_std"] = (m, lambda s, d=ddof: float(s.std(ddof=d)) if len(s) > d else float("nan"))
+    agg["n_seeds"] = ("seed", "nunique")
+    agg["labeled"] = ("labeled", "median")
+    agg["order"] = ("order", "min")
+    return df.groupby(keys, dropna=False, sort=False).agg(**agg).reset_index()
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def _fmt(mean: float, std: float, n: int, expected: int) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    s = f"{mean:.3f}" + (f" ± {std:.3f}" if std == std else "")
+    return s + (f" (n={n})" if n < expected else "")
+
+
+def _set_order(grid: GridConfig, df: pd.DataFrame, task: str) -> list[str]:
+    sets = list(dict.fromkeys(df[df.task == task].test_set))
+    return sets
+
+
+def _budget_order(grid: GridConfig, task: str) -> list[str]:
+    return [str(b) for b in grid.task_budgets(Task(task))]
+
+
+def main_table(grid: GridConfig, summary: pd.DataFrame, task: str, pool: str, metric: str = "f1") -> str:
+    """Rows method x augmenter (+ supervised, baselines); columns test sets per budget."""
+    first_pool = grid.tasks[Task(task)].pools[0]
+    sub = summary[(summary.task == task) & ((summary.pool == pool) |
+                                            ((summary.pool == first_pool) & (summary.kind == "baseline")) |
+                                            ((summary.pool == first_pool) & (summary.augmenter == "")))]
+    if sub.empty:
+        return "_no finished cells_\n"
+    budgets = [b for b in _budget_order(grid, task) if b in set(sub.budget)]
+    sets = _set_order(grid, summary, task)
+    header = "| method | " + " | ".join(f"{b} · {s}" for b in budgets for s in sets) + " |"
+    lines = [header, "|---|" + "---:|" * (len(budgets) * len(sets))]
+    rows = sub.assign(_k=(sub.kind == "baseline").astype(int)).sort_values(["_k", "order"])
+    expected = len(grid.seeds)
+    for row in dict.fromkeys(rows.row):
+        r = sub[sub.row == row]
+        cells = []
+        for b in budgets:
+            for s in sets:
+                hit = r[(r.budget == b) & (r.test_set == s)]
+                if hit.empty:
+                    cells.append("–")
+                else:
+                    h = hit.iloc[0]
+                    cells.append(_fmt(h[f"{metric}_mean"], h[f"{metric}_std"], int(h.n_seeds), expected))
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_deltas(df: pd.DataFrame, task: str, pool: str, budget: str, reference: str = "supervised",
+                  first_pool: str = "in_source") -> pd.DataFrame:
+    """F1 of each row minus the reference row, per seed (same labeled split), then mean/std."""
+    base = df[(df.task == task) & (df.pool == first_pool) & (df.arm == reference) & (df.budget == budget)]
+    if base.empty:
+        return pd.DataFrame()
+    base = base.set_index(["seed", "test_set"]).f1
+    others = df[(df.task == task) & (df.budget == budget) & (df.arm != reference) &
+                ((df.pool == pool) | (df.kind == "baseline"))]
+    out = []
+    for (row, arm, kind), g in others.groupby(["row", "arm", "kind"], sort=False):
+        for test_set, gs in g.groupby("test_set", sort=False):
+            d = [r.f1 - base.get((r.seed, test_set), np.nan) for r in gs.itertuples()]
+            d = [x for x in d if x == x]
+            if d:
+                out.append({"row": row, "arm": arm, "kind": kind, "test_set": test_set, "delta_mean": float(np.mean(d)),
+                            "delta_std": float(np.std(d, ddof=1)) if len(d) > 1 else float("nan"), "n": len(d),
+                            "order": int(gs.order.min())})
+    return pd.DataFrame(out)
+
+
+def delta_table(deltas: pd.DataFrame, sets: list[str]) -> str:
+    if deltas.empty:
+        return "_no paired cells yet_\n"
+    lines = ["| method | " + " | ".join(sets) + " |", "|---|" + "---:|" * len(sets)]
+    for row in dict.fromkeys(deltas.sort_values(["kind", "order"], ascending=[False, True]).row):
+        r = deltas[deltas.row == row].set_index("test_set")
+        vals = []
+        for s in sets:
+            if s in r.index:
+                m, sd = r.loc[s, "delta_mean"], r.loc[s, "delta_std"]
+                vals.append(f"{m:+.3f}" + (f" ± {sd:.3f}" if sd == sd else ""))
+            else:
+                vals.append("–")
+        lines.append(f"| {row} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def goal_check(grid: GridConfig, df: pd.DataFrame, summary: pd.DataFrame) -> tuple[str, list[dict[str, Any]]]:
+    goals = grid.report.goals
+    if goals is None or goals.task not in grid.tasks:
+        return "", []
+    task, budget = goals.task.value, str(goals.budget)
+    first_pool = grid.tasks[goals.task].pools[0]
+    deltas = paired_deltas(df, task, first_pool, budget, first_pool=first_pool)
+    if deltas.empty:
+        return "_goal check: no paired supervised/SSL cells yet_\n", []
+    ssl = deltas[(deltas.kind == "run")]
+    sets = _set_order(grid, summary, task)
+    ref_f1 = None
+    if goals.beat_baseline:
+        ref = summary[(summary.task == task) & (summary.budget == budget) & (summary.arm == goals.beat_baseline) &
+                      (summary.test_set == goals.main_set)]
+        ref_f1 = float(ref.f1_mean.iloc[0]) if not ref.empty else None
+    results = []
+    lines = [f"| SSL row | Δ {goals.main_set} | worst Δ elsewhere | {goals.main_set} F1 vs "
+             f"{grid.label('baseline', goals.beat_baseline) if goals.beat_baseline else '-'} | goal met |",
+             "|---|---:|---:|---:|:---:|"]
+    for row in dict.fromkeys(ssl.sort_values("order").row):
+        r = ssl[ssl.row == row].set_index("test_set")
+        if goals.main_set not in r.index:
+            continue
+        gain = float(r.loc[goals.main_set, "delta_mean"])
+        others = [float(r.loc[s, "delta_mean"]) for s in sets if s != goals.main_set and s in r.index]
+        worst = min(others) if others else float("nan")
+        f1 = summary[(summary.task == task) & (summary.budget == budget) & (summary.row == row) &
+                     (summary.pool == first_pool) & (summary.test_set == goals.main_set)].f1_mean
+        f1 = float(f1.iloc[0]) if not f1.empty else float("nan")
+        beats = None if ref_f1 is None else f1 > ref_f1
+        met = gain >= goals.min_gain and (not others or worst >= -goals.max_loss) and beats is not False
+        results.append({"row": row, "gain": gain, "worst_other": worst, "f1": f1, "baseline_f1": ref_f1,
+                        "beats_baseline": beats, "met": met})
+        vs = "–" if ref_f1 is None else f"{f1:.3f} vs {ref_f1:.3f}"
+        lines.append(f"| {row} | {gain:+.3f} | {worst:+.3f} | {vs} | {'yes' if met else 'no'} |")
+    head = (f"Goal (issue 7): at {budget} labels on the {task} task, SSL ≥ {goals.min_gain:+.2f} F1 over supervised "
+            f"on {goals.main_set}, no loss (≥ {-goals.max_loss:+.2f}) on the other test sets"
+            + (f", and above {grid.label('baseline', goals.beat_baseline)}" if goals.beat_baseline else "")
+            + ". Deltas are paired by seed (same labeled split).\n\n")
+    return head + "\n".join(lines) + "\n", results
+
+
+def pool_table(grid: GridConfig, df: pd.DataFrame, task: str) -> str:
+    """Each SSL arm: F1 with the widened pool(s) minus F1 with the first pool, per test set."""
+    tspec = grid.tasks[Task(task)]
+    if len(tspec.pools) < 2:
+        return ""
+    first = tspec.pools[0]
+    sets = list(dict.fromkeys(df[df.task == task].test_set))
+    blocks = []
+    for pool in tspec.pools[1:]:
+        sub = df[(df.task == task) & (df.pool == pool) & (df.kind == "run")]
+        if sub.empty:
+            blocks.append(f"_pool {pool}: no finished cells yet_\n")
+            continue
+        lines = [f"Pool **{grid.label('pool', pool)}** vs **{grid.label('pool', first)}** (F1 {pool} → Δ vs {first}, "
+                 "paired by seed):\n", "| method | budget | unlabeled | " + " | ".join(sets) + " |",
+                 "|---|---|---:|" + "---:|" * len(sets)]
+        for (row, arm, budget), g in sub.groupby(["row", "arm", "budget"], sort=False):
+            ref = df[(df.task == task) & (df.pool == first) & (df.arm == arm) & (df.budget == budget)]
+            ref = ref.set_index(["seed", "test_set"]).f1
+            vals = []
+            for s in sets:
+                gs = g[g.test_set == s]
+                d = [r.f1 - ref.get((r.seed, s), np.nan) for r in gs.itertuples()]
+                d = [x for x in d if x == x]
+                vals.append(f"{gs.f1.mean():.3f} ({np.mean(d):+.3f})" if d else (f"{gs.f1.mean():.3f}" if len(gs) else "–"))
+            unl = g.unlabeled.dropna()
+            lines.append(f"| {row} | {budget} | {int(unl.median()) if len(unl) else '?'} | " + " | ".join(vals) + " |")
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
+
+
+def timing_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return ""
+    cells = df.drop_duplicates("path")
+    g = cells.groupby(["task", "kind"], sort=False).agg(cells=("path", "count"), wall_s=("elapsed_s", "sum"),
+                                                        cpu_s=("cpu_s", "sum"))
+    lines = ["| task | kind | cells | wall (min) | CPU (min) |", "|---|---|---:|---:|---:|"]
+    for (task, kind), r in g.iterrows():
+        lines.append(f"| {task} | {kind} | {r.cells} | {r.wall_s / 60:.1f} | {r.cpu_s / 60:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def build_report(grid: GridConfig, out_dir: str | Path | None = None, *, plots: bool = True) -> dict[str, Any]:
+    """Write ``report.md``, ``cells.csv``, ``summary.csv``, ``results.json`` and plots; return paths."""
+    out = Path(out_dir) if out_dir else Path(grid.output_dir) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    df = collect(grid)
+    summary = aggregate(df, grid.report.std_ddof)
+    total = len(expand(grid))
+    done = df.path.nunique() if not df.empty else 0
+    parts = [f"# {grid.name}: results\n", grid.description.strip() + "\n" if grid.description else "",
+             f"{done} of {total} cells finished. Harmful-class F1 at threshold 0.5, mean ± "
+             f"{'sample' if grid.report.std_ddof else 'population'} std over seeds {grid.seeds}; the seed also draws "
+             "the labeled split, so every method of a seed sees the same labels.\n"]
+    goals_md, goals = ("", [])
+    if not df.empty:
+        for task in [t.value for t in grid.tasks]:
+            tspec = grid.tasks[Task(task)]
+            sets = _set_order(grid, summary, task)
+            if not sets:
+                continue
+            for pool in tspec.pools:
+                parts.append(f"## {task} task · pool {grid.label('pool', pool)}\n")
+                parts.append(main_table(grid, summary, task, pool))
+            for budget in _budget_order(grid, task):
+                deltas = paired_deltas(df, task, tspec.pools[0], budget, first_pool=tspec.pools[0])
+                if not deltas.empty:
+                    parts.append(f"### {task} · {budget} labels: F1 minus supervised (paired by seed)\n")
+                    parts.append(delta_table(deltas, sets))
+            pt = pool_table(grid, df, task)
+            if pt:
+                parts.append(f"### {task}: where the unlabeled data comes from\n")
+                parts.append(pt)
+        goals_md, goals = goal_check(grid, df, summary)
+        if goals_md:
+            parts.append("## Goal check\n")
+            parts.append(goals_md)
+        warn = df[df.identity_views.fillna(0) > 0].drop_duplicates("path") if "identity_views" in df else pd.DataFrame()
+        if not warn.empty:
+            parts.append("**Warning:** in " + str(len(warn)) + " cell(s) part of the pool had no cached view and was "
+                         "trained with its own text as the strong view (see `identity_views` in cells.csv).\n")
+        parts.append("## Compute\n")
+        parts.append(timing_table(df))
+    plot_files: list[str] = []
+    if plots and not df.empty:
+        from guardmatch.grid.plots import f1_vs_budget, pr_curves
+
+        plot_files += f1_vs_budget(grid, summary, out / "plots")
+        plot_files += pr_curves(grid, df, summary, out / "plots")
+        if plot_files:
+            parts.append("## Plots\n")
+            parts.extend(f"- [{Path(p).name}](plots/{Path(p).name})\n" for p in plot_files)
+    markdown = "\n".join(p for p in parts if p)
+    (out / "report.md").write_text(markdown)
+    df.drop(columns=["order"], errors="ignore").to_csv(out / "cells.csv", index=False)
+    summary.drop(columns=["order"], errors="ignore").to_csv(out / "summary.csv", index=False)
+    payload = {"grid": grid.name, "cells_total": total, "cells_done": done, "seeds": grid.seeds,
+               "summary": json.loads(summary.drop(columns=["order"], errors="ignore").to_json(orient="records")),
+               "goals": goals}
+    (out / "results.json").write_text(json.dumps(payload, indent=2))
+    return {"dir": str(out), "markdown": markdown, "plots": plot_files, "cells_done": done, "cells_total": total}
