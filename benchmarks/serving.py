@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -380,11 +381,16 @@ def to_markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     lines = ["# Serving benchmark", "",
              f"Model: `{res['model']}` (MiniLM-L6 prompt classifier, max length {res.get('max_length')}). "
-             f"Machine: {m['cpus']} shared CPU cores, load average {m['load_avg']} at start and "
-             f"{res.get('load_avg_end')} at the end (other engineers' jobs were running), torch {m['torch']}, "
+             f"Machine: {m['cpus']} CPU cores shared with other engineers' jobs (load averages below), torch {m['torch']}, "
              f"onnxruntime {m['onnxruntime']}, transformers {m['transformers']}; run under `nice -n 5` with "
              f"OMP_WAIT_POLICY={m.get('omp_wait_policy')} and onnxruntime thread spinning off.",
-             f"Command: `{res['command']}`", ""]
+             ""]
+    invocations = res.get("invocations") or [{"command": res["command"], "parts": ["all"]}]
+    lines += ["Commands (each wrote its parts into `serving.json`; load averages of the 2-core machine):", ""]
+    for inv in invocations:
+        lines.append(f"- `{inv['command']}` ({', '.join(inv['parts'])}; load avg {inv.get('load_avg_start')} → "
+                     f"{inv.get('load_avg_end')})")
+    lines.append("")
     if "parity" in res:
         p = res["parity"]
         lines += ["## ONNX parity (P(harmful) vs PyTorch)", "",
@@ -405,13 +411,16 @@ def to_markdown(res: dict[str, Any]) -> str:
                   f"{d['labeled']} labeled rows minus the {d.get('excluded_training_ids', 0)} the model was trained on "
                   f"minus {d.get('excluded_test_overlap', 0)} whose text occurs in a test set. Test sets are only "
                   "evaluated.", "",
-                  "| setting | T | threshold | held-out ECE before → after | held-out NLL before → after |",
-                  "|---|---:|---:|---:|---:|"]
+                  "| target | T | threshold | held-out ECE before → after | held-out NLL before → after | "
+                  "held-out P / R / F1 / FPR at the threshold |",
+                  "|---|---:|---:|---:|---:|---|"]
         for key in (k for k in c if k not in ("data", "uncalibrated")):
             r = c[key]
             h = r["held_out"]
+            a = h["achieved"]
             lines.append(f"| {key} | {r['temperature']:.3f} | {r['threshold']:.3f} | {h['ece_before']:.3f} → "
-                         f"{h['ece_after']:.3f} | {h['nll_before']:.3f} → {h['nll_after']:.3f} |")
+                         f"{h['ece_after']:.3f} | {h['nll_before']:.3f} → {h['nll_after']:.3f} | "
+                         f"{a['precision']:.3f} / {a['recall']:.3f} / {a['f1']:.3f} / {a['fpr']:.3f} |")
         lines += ["", "Test sets (ECE, and F1 / precision / recall / FPR at the threshold of each setting):", "",
                   "| test set | setting | ECE | F1 | precision | recall | FPR |", "|---|---|---:|---:|---:|---:|---:|"]
         settings = ["uncalibrated"] + [k for k in c if k not in ("data", "uncalibrated")]
@@ -502,7 +511,7 @@ def main() -> None:
     out_json = args.out / "serving.json"
     res: dict[str, Any] = json.loads(out_json.read_text()) if out_json.exists() else {}
     res.update({"model": str(args.model), "max_length": load_config(args.model).max_length, "machine": machine(),
-                "command": "nice -n 5 python " + " ".join(sys.argv)})
+                "command": "nice -n 5 python " + shlex.join(sys.argv)})
     exports = ensure_exports(args.model)
     texts = test_prompts(max(args.texts, args.parity_texts), args.data_dir)
     if "parity" in parts:
@@ -524,6 +533,10 @@ def main() -> None:
         res.setdefault("load_runs", {})[name] = part_load(target, texts, args.clients, args.requests, args.threads,
                                                           args.max_batch, args.max_wait_ms, args.keep_alive)
     res["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    res.setdefault("invocations", []).append({"command": res["command"], "parts": sorted(parts),
+                                              "at": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                              "load_avg_start": res["machine"]["load_avg"],
+                                              "load_avg_end": res["load_avg_end"]})
     args.out.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(res, indent=2) + "\n")
     (args.out / "serving.md").write_text(to_markdown(res))
