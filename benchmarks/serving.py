@@ -473,6 +473,8 @@ def to_markdown(res: dict[str, Any]) -> str:
                              f"{ld.get('load_avg_after', '')} |")
             lines.append(f"| | client: {ld['load'].get('client', 'httpx 0.28.1')} | | | | | | | | | | | |")
         lines.append("")
+    if res.get("notes"):
+        lines += ["## Notes", ""] + [f"- {n}" for n in res["notes"]] + [""]
     return "\n".join(lines) + "\n"
 
 
