@@ -3,15 +3,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
 from guardmatch.cli.common import console, friendly_errors, parse_assignments, print_json, stdout
 
 API_KEY_ENV = "GUARDMATCH_API_KEY"
+
+@contextlib.contextmanager
+def _needs_extra(extra: str) -> Iterator[None]:
+    """A missing optional dependency: one line naming the extra to install, exit 2."""
+    try:
+        yield
+    except ImportError as exc:
+        console.print(f"[bold red]error:[/] {exc} (install it with: pip install 'guardmatch[{extra}]')")
+        raise typer.Exit(2) from None
+
 
 export_app = typer.Typer(name="export", help="Export a model for another runtime (ONNX).", no_args_is_help=True)
 
@@ -33,9 +44,12 @@ def serve(
     keep_alive: float = typer.Option(75.0, help="seconds an idle keep-alive connection stays open"),
 ) -> None:
     """Serve OpenAI-compatible /v1/moderations, /v1/classify, /healthz and /metrics."""
-    from guardmatch.serving.app import ServerConfig, serve as run_server
+    with _needs_extra("serve"):
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
 
-    with friendly_errors():
+        from guardmatch.serving.app import ServerConfig, serve as run_server
+    with friendly_errors(), _needs_extra("onnx"):
         if prompt_model is None and response_model is None:
             raise ValueError("give --prompt-model DIR (and optionally --response-model DIR)")
         key = api_key_file.read_text().strip() if api_key_file else os.environ.get(API_KEY_ENV) or None
@@ -57,7 +71,7 @@ def export_onnx_cmd(
     """Export a model to ONNX (dynamic batch and sequence axes); `predict` and `serve` then use onnxruntime."""
     from guardmatch.serving.onnx import export_onnx
 
-    with friendly_errors():
+    with friendly_errors(), _needs_extra("onnx"):
         record = export_onnx(model_dir, out_dir, quantize=quantize, check=check)
     console.print(f"[green]exported to[/] {out_dir}")
     print_json(record)
