@@ -61,6 +61,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--features-dir", default=None, help="feature cache (default: WORK/features)")
     ap.add_argument("--keep-models", action="store_true", help="keep every round's weights (~90 MB each)")
     ap.add_argument("--out", default=str(RESULTS / "review_simulation"))
+    ap.add_argument("--report-only", action="store_true", help="rewrite the .md/.png from the results JSON")
     return ap.parse_args()
 
 
@@ -118,6 +119,9 @@ def drop_weights(model_dir: str | None) -> None:
 
 def main() -> int:
     args = parse_args()
+    if args.report_only:
+        write_report(load_results(Path(args.out).with_suffix(".json")), Path(args.out))
+        return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
@@ -261,8 +265,15 @@ def write_report(results: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = results["rounds"]
-    seeds = sorted({r["seed"] for r in rows})
+    setup = results.get("setup", {})
+    all_rows = results["rounds"]
+    strategies_run = {r["strategy"] for r in all_rows} - {"seed"}
+    # only seeds with every round of every strategy done, so each point averages the same seeds
+    complete = sorted(s for s in {r["seed"] for r in all_rows}
+                      if all(any(r["seed"] == s and r["strategy"] == st and r["round"] == setup.get("rounds")
+                                 for r in all_rows) for st in strategies_run))
+    rows = [r for r in all_rows if r["seed"] in complete]
+    seeds = complete
     strategies = [s for s in ("random", "least_confidence", "margin", "entropy", "head_disagreement",
                               "apm_instability") if any(r["strategy"] == s for r in rows)]
     base = {r["seed"]: r for r in rows if r["strategy"] == "seed"}
@@ -289,7 +300,6 @@ def write_report(results: dict, out: Path) -> None:
         ax.plot([x + offset for x in xs], ys, color=color, marker=marker, linestyle=ls, label=label)
     ax.set_xlabel("human labels spent (seed + reviews)")
     ax.set_ylabel("harmful-class F1, WildGuardTest prompts")
-    setup = results.get("setup", {})
     ax.set_title(f"review loop simulation: N={setup.get('budget')} per round, {len(seeds)} seed(s)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
