@@ -68,7 +68,7 @@ def train(
 
 
 def evaluate(
-    model_dir: Path = typer.Argument(..., help="a saved guardmatch model directory"),
+    model_dir: Path = typer.Argument(..., help="a saved guardmatch model directory (or an ONNX export)"),
     suite: Optional[str] = typer.Option(None, help="prompt | response (default: the model's task)"),
     input_file: Optional[Path] = typer.Option(None, "--input", help="evaluate on this labeled file instead"),
     input_format: Optional[str] = typer.Option(None, "--format", help="format of --input (auto-detected)"),
@@ -83,10 +83,10 @@ def evaluate(
     from guardmatch.data.loaders import load_file
     from guardmatch.data.suites import load_suite
     from guardmatch.evaluation.report import evaluate_model
-    from guardmatch.model import GuardClassifier
+    from guardmatch.serving.backends import load_classifier
 
     with friendly_errors():
-        model = GuardClassifier.from_pretrained(model_dir)
+        model = load_classifier(model_dir)  # a PyTorch model or an ONNX export
         if input_file is not None:
             result = load_file(input_file, format=input_format, task=model.task)
             sets = {input_file.name: result.examples}

@@ -47,6 +47,7 @@ from guardmatch.data.example import (
     is_null,
     parse_label,
 )
+from guardmatch.security import EncryptionKeyError, decode_line, is_encrypted_line
 from guardmatch.data.validation import DataError, LoadReport, Problem
 
 DEFAULT_MAX_TEXT_CHARS = 1_000_000
@@ -164,6 +165,13 @@ class _JsonlReader(_RowReader):
                         self.label, lineno, None, f"bad UTF-8: byte {exc.start} of the line is not valid UTF-8"))
                     index += 1
                     continue
+                if is_encrypted_line(text):  # pools written with $GUARDMATCH_ENCRYPTION_KEY set
+                    try:
+                        text = decode_line(text.strip(), file=self.label, line_no=lineno)
+                    except EncryptionKeyError as exc:
+                        yield _Raw(lineno, index, None, Problem(self.label, lineno, None, str(exc)))
+                        index += 1
+                        continue
                 try:
                     obj = json.loads(text)
                 except json.JSONDecodeError as exc:
