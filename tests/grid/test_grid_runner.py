@@ -98,6 +98,8 @@ def test_cells_without_views_are_skipped_with_the_fill_command(make_grid, tmp_pa
     assert "cover 5" in why and "guardmatch augment --augmenter half" in why
     states = {p.cell.key: p.state for p in GridRunner(grid, progress=False).status()}
     assert states[key] == "skipped"
+    md = build_report(grid, plots=False)["markdown"]
+    assert "## Cells not run" in md and "| prompt/in_source/fixmatch-half | skipped | 1 | views of 'half' cover" in md
     # an --only filter runs just that subset
     only = GridRunner(grid, progress=False, only={"arm": {"supervised"}})
     assert [c.key for c in only.cells()] == ["prompt/in_source/supervised/20/seed0"]

@@ -60,7 +60,11 @@ def grid(
             for p in plans:
                 if dry_run and p.state != "done" or p.state in ("failed", "skipped", "stale"):
                     note = f"  ({p.note.splitlines()[0]})" if p.note else ""
-                    stdout.print(f"  {p.state:8s} {p.cell.key}{note}")
+                    stdout.print(f"  {p.state:8s} {p.cell.key}{note}", markup=False)
+            est = runner.estimate(plans)
+            if est["remaining_s"] is not None:
+                stdout.print(f"estimated remaining: {est['remaining_s'] / 3600:.1f} h for {est['remaining_cells']} "
+                             f"cell(s), from {est['finished_cells']} finished cell(s) on this machine")
             return
         if not report_only:
             summary = runner.run()

@@ -105,15 +105,23 @@ def expand(grid: GridConfig) -> list[Cell]:
                         for aug in grid.task_augmenters(task):
                             if pspec.augmenters is not None and aug not in pspec.augmenters:
                                 continue
+                            if grid.augmenters[aug].budgets is not None and budget not in grid.augmenters[aug].budgets:
+                                continue
                             cells.append(Cell(task, pool, "run", method, aug, budget, seed))
                     if pool == first_pool:
                         for name in grid.task_baselines(task):
+                            if grid.baselines[name].budgets is not None and budget not in grid.baselines[name].budgets:
+                                continue
                             cells.append(Cell(task, pool, "baseline", name, None, budget, seed))
     return cells
 
 
-def cell_config(grid: GridConfig, cell: Cell, extra_unlabeled: list[str] | None = None) -> TrainConfig:
-    """The validated run config of a cell (for a baseline: the data part it splits with)."""
+def cell_config(grid: GridConfig, cell: Cell, extra_unlabeled: list[str] | None = None,
+                views_cache: str | None = None) -> TrainConfig:
+    """The validated run config of a cell (for a baseline: the data part it splits with).
+
+    ``views_cache`` replaces the augmenter's cache (the merged directory when it has extra caches).
+    """
     data = deep_merge(grid.base, grid.tasks[cell.task].overrides)
     if cell.kind == "run":
         method = grid.methods[cell.method]
@@ -125,7 +133,8 @@ def cell_config(grid: GridConfig, cell: Cell, extra_unlabeled: list[str] | None 
                   "data": {"task": cell.task.value, "labels": cell.budget}})
     if cell.augmenter is not None:
         aug = grid.augmenters[cell.augmenter]
-        fixed["views"] = {"cache": aug.cache, "cache_dir": aug.cache_dir, "min_coverage": aug.min_coverage}
+        fixed["views"] = {"cache": views_cache or aug.cache, "cache_dir": aug.cache_dir,
+                          "min_coverage": aug.min_coverage}
     data = deep_merge(data, fixed)
     if extra_unlabeled:
         data.setdefault("data", {})
@@ -157,6 +166,9 @@ def config_hash(grid: GridConfig, cell: Cell, config: TrainConfig) -> str:
         payload = {k: v for k, v in dumped.items() if k not in _UNHASHED}
         views = dict(payload.get("views") or {})
         views.pop("cache_dir", None)
+        if cell.augmenter is not None:  # the cache by its spec, not by where a merged copy lives
+            aug = grid.augmenters[cell.augmenter]
+            views["cache"] = [aug.cache, *[Path(p).name for p in aug.extra_caches]]
         payload["views"] = views
     payload["data"] = {k: v for k, v in payload["data"].items() if k not in _UNHASHED_DATA}
     payload["data"]["extra_unlabeled"] = [Path(p).name if os.sep in p else p
@@ -214,3 +226,36 @@ def materialize_prompts(grid: GridConfig, task: Task, pool: str, *, console=None
             console.print(f"[dim]pool {pool}: {len(rows)} distinct prompts from "
                           f"{', '.join(f'{k} ({v})' for k, v in counts.items())} -> {path}[/]")
     return path
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def merged_views(grid: GridConfig, augmenter: str) -> str:
+    """The augmenter's view cache to read: its ``cache``, or (with ``extra_caches``) a directory
+    ``<grid out>/views/<augmenter>`` whose ``shards/`` are symlinks to every source cache's shards
+    (rebuilt on each call, so shards written since are picked up; nothing is copied)."""
+    from guardmatch import security
+    from guardmatch.augment.cache import MANIFEST, ViewCache
+
+    spec = grid.augmenters[augmenter]
+    if not spec.extra_caches:
+        return spec.cache
+    sources = [ViewCache.open(spec.cache, cache_root=spec.cache_dir)]
+    sources += [ViewCache.open(extra, cache_root=spec.cache_dir) for extra in spec.extra_caches]
+    fingerprints = {c.manifest.get("fingerprint") for c in sources}
+    if len(fingerprints) > 1:
+        raise ConfigError(f"augmenters.{augmenter}: extra_caches were made with a different augmenter config "
+                          f"({', '.join(str(c.path) for c in sources)})")
+    dest = Path(grid.output_dir) / "views" / augmenter
+    shards = dest / "shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    for old in shards.iterdir():
+        if old.is_symlink():
+            old.unlink()
+    for i, cache in enumerate(sources):
+        for shard in cache.shard_paths():
+            (shards / f"{i}-{shard.name}").symlink_to(shard.resolve())
+    manifest = {**sources[0].manifest, "merged_from": [str(c.path) for c in sources]}
+    security.write_secure_text(dest / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
+    return str(dest)

@@ -57,7 +57,13 @@ class AugmenterSpec(_Strict):
         description="share of a cell's pool that must have views; below it the cell is skipped (with the "
         "command that fills the cache); between it and 1 the run restricts the pool to covered texts",
     )
+    extra_caches: list[str] = Field(
+        default_factory=list,
+        description="more caches of the same augmenter (e.g. views of extra pool sources generated elsewhere): "
+        "the grid reads them merged with `cache` (read-only symlinks under <grid out>/views/<name>)",
+    )
     tasks: list[Task] | None = Field(None, description="tasks this augmenter applies to (default: all)")
+    budgets: list[Budget] | None = Field(None, description="budgets run with this augmenter (default: all)")
     label: str | None = None
 
 
@@ -84,6 +90,7 @@ class BaselineSpec(_Strict):
 
     kind: Literal["tfidf_lr", "setfit"]
     params: dict[str, Any] = Field(default_factory=dict)
+    budgets: list[Budget] | None = Field(None, description="budgets this baseline runs at (default: all)")
     run: bool = Field(True, description="False: only report cells already computed (e.g. by another grid)")
     label: str | None = None
 

@@ -40,15 +40,26 @@ def row_label(grid: GridConfig, cell: Cell) -> str:
     return name if cell.augmenter is None else f"{name} + {grid.label('augmenter', cell.augmenter)}"
 
 
-def collect(grid: GridConfig) -> pd.DataFrame:
-    """One row per finished cell and test set (read from the cells' directories)."""
+def _plans(grid: GridConfig):
+    from rich.console import Console
+
+    from guardmatch.grid.runner import GridRunner
+
+    return GridRunner(grid, console=Console(quiet=True), progress=False).plan()
+
+
+def collect(grid: GridConfig, plans=None) -> pd.DataFrame:
+    """One row per finished cell and test set (read from the cells' directories). Only cells
+    computed with the grid's current config count (a *stale* cell is listed as not run)."""
     rows: list[dict[str, Any]] = []
     order = {}
-    for i, cell in enumerate(expand(grid)):
+    plans = plans if plans is not None else _plans(grid)
+    for i, plan in enumerate(plans):
+        cell = plan.cell
         order.setdefault(cell.arm, i)
-        record = read_cell_file(cell.path(grid))
-        if record is None or record.get("status") != "done":
+        if plan.state != "done":
             continue
+        record = read_cell_file(plan.path)
         info = record.get("info") or {}
         for test_set, m in (record.get("metrics") or {}).items():
             rows.append({
@@ -251,6 +262,35 @@ def timing_table(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def not_run(grid: GridConfig, plans) -> str:
+    """Stale, skipped (views missing) and failed cells, grouped by row and reason."""
+    from guardmatch.grid.store import ResultsStore
+
+    path = Path(grid.output_dir) / "results.sqlite"
+    rows = {}
+    if path.exists():
+        with ResultsStore(path) as store:
+            rows = {r["key"]: r for r in store.rows()}
+    groups: dict[tuple[str, str, str], int] = {}
+    for plan in plans:
+        cell = plan.cell
+        row = rows.get(cell.key)
+        if plan.state == "stale":
+            status, reason = "stale", "computed with a different config (rerun with --rerun-changed)"
+        elif plan.state != "done" and row and row["status"] in ("skipped", "failed"):
+            status, reason = row["status"], (row.get("error") or "").split(";")[0].split("\n")[0]
+        else:
+            continue
+        key = (f"{cell.task.value}/{cell.pool}/{cell.arm}", status, reason)
+        groups[key] = groups.get(key, 0) + 1
+    if not groups:
+        return ""
+    lines = ["| cells | status | n | reason |", "|---|---|---:|---|"]
+    for (arm, status, reason), n in sorted(groups.items()):
+        lines.append(f"| {arm} | {status} | {n} | {reason} |")
+    return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------- the report
 
 
@@ -258,9 +298,10 @@ def build_report(grid: GridConfig, out_dir: str | Path | None = None, *, plots: 
     """Write ``report.md``, ``cells.csv``, ``summary.csv``, ``results.json`` and plots; return paths."""
     out = Path(out_dir) if out_dir else Path(grid.output_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    df = collect(grid)
+    plans = _plans(grid)
+    df = collect(grid, plans)
     summary = aggregate(df, grid.report.std_ddof)
-    total = len(expand(grid))
+    total = len(plans)
     done = df.path.nunique() if not df.empty else 0
     parts = [f"# {grid.name}: results\n", grid.description.strip() + "\n" if grid.description else "",
              f"{done} of {total} cells finished. Harmful-class F1 at threshold 0.5, mean ± "
@@ -293,6 +334,10 @@ def build_report(grid: GridConfig, out_dir: str | Path | None = None, *, plots: 
         if not warn.empty:
             parts.append("**Warning:** in " + str(len(warn)) + " cell(s) part of the pool had no cached view and was "
                          "trained with its own text as the strong view (see `identity_views` in cells.csv).\n")
+        missing = not_run(grid, plans)
+        if missing:
+            parts.append("## Cells not run\n")
+            parts.append(missing)
         parts.append("## Compute\n")
         parts.append(timing_table(df))
     plot_files: list[str] = []

@@ -33,7 +33,15 @@ from rich.console import Console
 
 from guardmatch.config import ConfigError, TrainConfig
 from guardmatch.data.example import Task
-from guardmatch.grid.cells import Cell, cell_config, config_hash, expand, pool_sources, uses_unlabeled
+from guardmatch.grid.cells import (
+    Cell,
+    cell_config,
+    config_hash,
+    expand,
+    merged_views,
+    pool_sources,
+    uses_unlabeled,
+)
 from guardmatch.grid.config import GridConfig
 from guardmatch.grid.store import ResultsStore, eval_summary, read_cell_file, write_cell_file
 
@@ -98,6 +106,7 @@ class GridRunner:
         self._pools: dict[tuple[Task, str], list[str]] = {}
         self._prepared: dict[str, Any] = {}
         self._views: dict[tuple[str, str | None], Any] = {}
+        self._merged: dict[str, str] = {}
 
     # ------------------------------------------------------------------ planning
     def cells(self) -> list[Cell]:
@@ -109,12 +118,22 @@ class GridRunner:
             self._pools[key] = pool_sources(self.grid, cell.task, cell.pool, console=self.console)
         return self._pools[key]
 
+    def _views_cache(self, cell: Cell) -> str | None:
+        if cell.augmenter is None:
+            return None
+        if cell.augmenter not in self._merged:
+            try:
+                self._merged[cell.augmenter] = merged_views(self.grid, cell.augmenter)
+            except FileNotFoundError:  # a cache not made yet: the coverage check skips the cell
+                self._merged[cell.augmenter] = self.grid.augmenters[cell.augmenter].cache
+        return self._merged[cell.augmenter]
+
     def plan(self) -> list[CellPlan]:
         """Every selected cell with its config, hash and current state (reads directories only)."""
         plans = []
         for cell in self.cells():
             path = cell.path(self.grid)
-            config = cell_config(self.grid, cell, self._extra(cell))
+            config = cell_config(self.grid, cell, self._extra(cell), self._views_cache(cell))
             digest = config_hash(self.grid, cell, config)
             record = read_cell_file(path)
             if record is not None and record.get("status") == "done":
@@ -141,6 +160,34 @@ class GridRunner:
                         p.state = row["status"]
         return plans
 
+    def estimate(self, plans: list[CellPlan]) -> dict[str, Any]:
+        """Remaining wall time, from the finished cells' times on this machine.
+
+        Each unfinished cell takes the mean time of finished cells of its kind (task, run/baseline,
+        method, budget), else of its (task, kind), else of all finished cells.
+        """
+        import statistics
+
+        done: dict[tuple, list[float]] = {}
+        for p in plans:
+            record = read_cell_file(p.path) if p.state == "done" else None
+            if record and record.get("elapsed_s"):
+                c = p.cell
+                for key in ((c.task, c.kind, c.method, str(c.budget)), (c.task, c.kind), ()):
+                    done.setdefault(key, []).append(float(record["elapsed_s"]))
+        if not done:
+            return {"finished_cells": 0, "remaining_s": None}
+        remaining = 0.0
+        todo = [p for p in plans if p.state not in ("done",)]
+        for p in todo:
+            c = p.cell
+            for key in ((c.task, c.kind, c.method, str(c.budget)), (c.task, c.kind), ()):
+                if key in done:
+                    remaining += statistics.fmean(done[key])
+                    break
+        return {"finished_cells": len(done[()]), "remaining_cells": len(todo), "remaining_s": remaining,
+                "finished_s": sum(done[()])}
+
     # ------------------------------------------------------------------ running
     def run(self) -> GridSummary:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +207,7 @@ class GridRunner:
         t0 = time.perf_counter()
         self._save_grid_config()
         plans = self.plan()
-        stale = [p for p in plans if p.state == "stale"]
+        stale = [p for p in plans if p.state == "stale" and self._should_run(p)]
         if stale and not self.rerun_changed:
             shown = "\n  ".join(p.cell.key for p in stale[:20])
             raise StaleCellsError(
@@ -170,7 +217,7 @@ class GridRunner:
         summary = GridSummary()
         with self.open_store() as store:
             store.sync([p.cell.to_dict() for p in plans if p.state == "done"], {p.cell.key: p.path for p in plans})
-            todo = [p for p in plans if p.state != "done"]
+            todo = [p for p in plans if p.state != "done" and self._should_run(p)]
             summary.skipped_done = [p.cell.key for p in plans if p.state == "done"]
             self.console.print(f"[bold]grid {self.grid.name}[/]: {len(plans)} cells, {len(summary.skipped_done)} done, "
                                f"{len(todo)} to run -> {self.out}")
@@ -246,18 +293,17 @@ class GridRunner:
         cell, config = plan.cell, plan.config
         aug = self.grid.augmenters[cell.augmenter]
         try:
-            cache = self._view_cache(aug.cache, aug.cache_dir)
+            cache = self._view_cache(config.views.cache, aug.cache_dir)
         except FileNotFoundError as exc:
             raise _SkipCell(f"augmenter {cell.augmenter!r}: {exc}") from None
         pool = self._prepared_for(config).pool
         covered = cache.coverage(pool, cell.task) if pool else 0.0
         info = {"view_cache": str(cache.path), "view_coverage": round(covered, 4), "pool_size": len(pool)}
         if covered < aug.min_coverage:
+            commands = "\n  ".join(fill_commands(cache, config))
             raise _SkipCell(
                 f"views of {cell.augmenter!r} cover {covered:.1%} of this cell's pool of {len(pool)} "
-                f"(min_coverage {aug.min_coverage:.0%}); fill the cache with:\n  {cache.fill_command(cell.task)}"
-                + ("\n  (and for the extra pool sources: the same command with --input <each source>)"
-                   if self.grid.pools[cell.pool].widens else ""))
+                f"(min_coverage {aug.min_coverage:.0%}); fill the cache with:\n  {commands}")
         return info
 
     def _run_cell(self, plan: CellPlan) -> dict[str, Any]:
@@ -320,6 +366,29 @@ class GridRunner:
             shutil.rmtree(plan.path / "model", ignore_errors=True)
             shutil.rmtree(plan.path / "best", ignore_errors=True)
         return record
+
+
+def fill_commands(cache, config: TrainConfig) -> list[str]:
+    """``guardmatch augment`` commands that generate the missing views of a cell's pool: the
+    cache's own command (same augmenter settings) with this cell's task and each pool source."""
+    import re
+
+    base = cache.manifest.get("command") or cache.fill_command(config.data.task)
+    base = re.sub(r" --sample \S+| --sample-seed \S+", "", base)
+    merged = cache.manifest.get("merged_from")
+    if merged:  # a merged view directory: write into the primary cache's root
+        base = re.sub(r" --cache-dir \S+", "", base) + f" --cache-dir {Path(merged[0]).parent.parent}"
+    if " --task " in base:
+        base = re.sub(r" --task \S+", f" --task {config.data.task.value}", base)
+    else:
+        base += f" --task {config.data.task.value}"
+    out = []
+    for source in [config.data.train, *config.data.extra_unlabeled]:
+        if " --input " in base or " -i " in base:
+            out.append(re.sub(r" (--input|-i) \S+", f" --input {source}", base, count=1))
+        else:
+            out.append(f"{base} --input {source}")
+    return out
 
 
 class _SkipCell(Exception):
