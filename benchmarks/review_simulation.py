@@ -322,7 +322,7 @@ def write_report(results: dict, out: Path) -> None:
             cells.append("–" if not v else (f"{np.mean(v):.3f}" + (f" ± {np.std(v):.3f}" if len(v) > 1 else "")))
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines += ["", "Per round (harmful share of the reviewed items; training and routing seconds on 2 shared CPU cores):",
-              "", "| seed | strategy | round | human labels | harmful in queue | F1 | AUPRC | P | R | same queue as | route s | train s |",
+              "", "| seed | strategy | round | human labels | harmful among them | F1 | AUPRC | P | R | same queue as | route s | train s |",
               "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["seed"], r["round"], r["strategy"])):
         lines.append(f"| {r['seed']} | {r['strategy']} | {r['round']} | {r['human_labels']} | "
