@@ -143,3 +143,33 @@ def test_widened_pool_materializes_distinct_unlabeled_prompts(tmp_path, shared_d
     assert not train & set(prompts)
     with pytest.raises(ConfigError, match="prompt task"):
         pool_sources(grid, Task.RESPONSE, "widened")
+
+
+def test_extra_view_caches_are_merged_read_only(tmp_path, train_slice):
+    from pathlib import Path
+
+    from conftest import write_views
+
+    from guardmatch.augment.cache import ViewCache
+    from guardmatch.grid.cells import merged_views
+
+    a = write_views(tmp_path / "a", train_slice[:40], name="m")
+    b = write_views(tmp_path / "b", train_slice[40:], name="m")
+    grid = _grid(tmp_path, augmenters={"m": {"cache": str(a), "extra_caches": [str(b)]}}, pools={"in_source": {}},
+                 tasks={"prompt": {}})
+    path = Path(merged_views(grid, "m"))
+    assert path == tmp_path / "out" / "views" / "m"
+    assert ViewCache.open(a).coverage(train_slice, "prompt") == 0.5
+    assert ViewCache.open(path).coverage(train_slice, "prompt") == 1.0
+    merged_views(grid, "m")  # rebuilt in place, nothing duplicated or copied
+    shards = list((path / "shards").iterdir())
+    assert len(shards) == 2 and all(s.is_symlink() for s in shards)
+    # the cell hash names the caches, not the merged directory
+    cell = Cell(Task.PROMPT, "in_source", "run", "fixmatch", "m", 200, 0)
+    assert config_hash(grid, cell, cell_config(grid, cell, views_cache=str(path))) == \
+        config_hash(grid, cell, cell_config(grid, cell))
+    other = write_views(tmp_path / "c", train_slice, name="other")
+    bad = _grid(tmp_path, augmenters={"m": {"cache": str(a), "extra_caches": [str(other)]}},
+                pools={"in_source": {}}, tasks={"prompt": {}})
+    with pytest.raises(ConfigError, match="different augmenter config"):
+        merged_views(bad, "m")

@@ -118,6 +118,9 @@ def main_table(grid: GridConfig, summary: pd.DataFrame, task: str, pool: str, me
     if sub.empty:
         return "_no finished cells_\n"
     budgets = [b for b in _budget_order(grid, task) if b in set(sub.budget)]
+    pool_budgets = grid.pools[pool].budgets
+    if pool != first_pool and pool_budgets is not None:  # a pool run at some budgets only
+        budgets = [b for b in budgets if b in {str(x) for x in pool_budgets}]
     sets = _set_order(grid, summary, task)
     header = "| method | " + " | ".join(f"{b} · {s}" for b in budgets for s in sets) + " |"
     lines = [header, "|---|" + "---:|" * (len(budgets) * len(sets))]
