@@ -67,13 +67,13 @@ def test_nn_similarity_by_hand():
 
 
 def test_style_stats_by_hand():
-    texts = ["Imagine you are a pirate. How do I steal gold?", "def f(x): return x", "café über alles",
+    texts = ["Imagine you are a pirate. How do I steal gold?", "def f(x): return x", "café über alles <Person>",
              "plain text\nsecond line http://x.org"]
     st = style_stats(texts, token_counts=[12, 6, 4, 8])
     assert st["n"] == 4
     assert st["question"] == 0.25 and st["roleplay"] == 0.25 and st["code"] == 0.25
     assert st["url"] == 0.25 and st["multiline"] == 0.25
-    assert st["non_ascii"] == pytest.approx((2 / 15) / 4)
+    assert st["non_ascii"] == pytest.approx((2 / 24) / 4)  # redaction tags like <Person> are not code
     assert st["tokens_median"] == 7.0 and st["chars_median"] == pytest.approx(np.median([len(t) for t in texts]))
 
 
@@ -93,7 +93,7 @@ def test_report_on_real_slices_with_an_unlabeled_pool(tmp_path, shared_data, tin
     assert 0 <= rows["xstest"]["p_value"] <= 1 and 0 <= rows["xstest"]["c2st_auc"] <= 1
     assert "nn_pool" in rows["xstest"] and "nn_pool" not in rows["pool"]
     # XSTest prompts are short: the length ratio to the seed is visible
-    assert rows["xstest"]["stats"]["tokens_median"] < report.seed["stats"]["tokens_median"]
+    assert rows["xstest"]["stats"]["tokens_mean"] < report.seed["stats"]["tokens_mean"]
     md = report.to_markdown()
     assert "| xstest | test | 60 |" in md and "C2ST AUC" in md
 

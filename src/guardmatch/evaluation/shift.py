@@ -34,8 +34,10 @@ from guardmatch.data.example import Example, Task
 ROLEPLAY = re.compile(
     r"\b(imagine|pretend|role[- ]?play|act as|acting as|you are now|you're now|hypothetical(?:ly)?|fictional|"
     r"in a (?:story|novel|game|world)|as a character|stay in character|jailbreak|DAN)\b", re.IGNORECASE)
-CODE = re.compile(r"```|\bdef \w+\(|\bimport \w+|#include\b|\bfunction\s*\w*\(|</?\w+>|\bSELECT\b.+\bFROM\b|"
-                  r"\w+\(.*\);", re.IGNORECASE)
+# code fences, definitions, imports, HTML/JS, SQL, C-like calls; not redaction tags such as <Person>
+CODE = re.compile(r"```|\bdef \w+\(|^\s*(?:from \w+ )?import \w+|#include\b|\bfunction\s*\w*\(|"
+                  r"</?(?:html|body|div|span|script|pre|code|table|iframe|img|a)\b[^>]*>|\bSELECT\b.+\bFROM\b|"
+                  r"\w+\([^()]*\);", re.IGNORECASE | re.MULTILINE)
 URL = re.compile(r"https?://|www\.", re.IGNORECASE)
 
 
@@ -223,8 +225,8 @@ class ShiftReport:
 
     def to_markdown(self) -> str:
         s = self.seed
-        head = (f"Seed **{s['name']}**: {s['n']} examples, {_pct(s.get('harmful'))} harmful, median "
-                f"{s['stats'].get('tokens_median', float('nan')):.0f} tokens. Compared with the seed (embeddings: "
+        head = (f"Seed **{s['name']}**: {s['n']} examples, {_pct(s.get('harmful'))} harmful, mean "
+                f"{s['stats'].get('tokens_mean', float('nan')):.0f} tokens. Compared with the seed (embeddings: "
                 f"{self.settings.get('encoder')}, up to {self.settings.get('max_per_set')} examples per set):\n\n")
         cols = ("set", "role", "n", "harmful", "MMD²", "p", "C2ST AUC", "NN→seed", "NN→pool", "tokens ×",
                 "?", "role-play", "code", "non-ASCII")
@@ -233,19 +235,29 @@ class ShiftReport:
                     "nn_seed": s.get("nn_seed"), "nn_pool": s.get("nn_pool")}
         for r in [seed_row, *self.rows]:
             st = r["stats"]
-            ratio = st.get("tokens_median", np.nan) / max(s["stats"].get("tokens_median", np.nan), 1e-9)
+            ratio = st.get("tokens_mean", np.nan) / max(s["stats"].get("tokens_mean", np.nan), 1e-9)
             lines.append("| " + " | ".join([
                 r["name"], r["role"], str(r["n"]), _pct(r.get("harmful")),
                 _num(r.get("mmd2"), 4), _p(r.get("p_value")), _num(r.get("c2st_auc"), 3),
                 _num(r.get("nn_seed"), 3), _num(r.get("nn_pool"), 3), _num(ratio, 2),
                 _pct(st.get("question")), _pct(st.get("roleplay")), _pct(st.get("code")), _pct(st.get("non_ascii"), 2),
             ]) + " |")
+        pools = [r["name"] for r in self.rows if r["role"] == "pool"]
+        tests = [r for r in self.rows if r.get("nn_pools")]
+        cover = ""
+        if len(pools) > 1 and tests:
+            cover = ("\n\nCoverage of each test set by each pool (median best cosine similarity; the seed for "
+                     "reference; pools are subsampled to the same size cap, so larger is closer):\n\n"
+                     "| test set | seed | " + " | ".join(pools) + " |\n|---|---:|" + "---:|" * len(pools) + "\n")
+            for r in tests:
+                cover += (f"| {r['name']} | {_num(r.get('nn_seed'), 3)} | "
+                          + " | ".join(_num(r["nn_pools"].get(p), 3) for p in pools) + " |\n")
         foot = ("\n\nMMD² (RBF, median-heuristic bandwidth) with a permutation p-value; C2ST AUC: cross-validated "
                 "logistic regression telling the set from the seed (0.5 = indistinguishable); NN→seed / NN→pool: "
                 "median best cosine similarity of the set's examples to the seed / the pool(s) (coverage); tokens ×: "
-                "median length relative to the seed; ?, role-play, code: share of texts; non-ASCII: mean share of "
+                "mean length in encoder tokens relative to the seed (medians mislead on bimodal lengths); ?, role-play, code: share of texts; non-ASCII: mean share of "
                 "characters.")
-        return head + "\n".join(lines) + foot
+        return head + "\n".join(lines) + cover.rstrip("\n") + foot
 
 
 def _num(v: Any, digits: int) -> str:
@@ -303,6 +315,7 @@ def shift_report(seed: TextSet, others: Sequence[TextSet], embedder: Embedder, *
         row["nn_seed"] = nn_similarity(emb, seed_emb)
         if pool_all is not None and ts.role != "pool":
             row["nn_pool"] = nn_similarity(emb, pool_all)
+            row["nn_pools"] = {p.name: nn_similarity(emb, e) for p, _, e, _ in prepared if p.role == "pool"}
         rows.append(row)
     seed_info = {"name": seed.name, "n": len(seed.examples), "harmful": _harmful(seed.examples), "stats": seed_stats,
                  "nn_pool": nn_similarity(seed_emb, pool_all) if pool_all is not None else None}

@@ -110,7 +110,8 @@ def pr_curves(grid: GridConfig, df: pd.DataFrame, summary: pd.DataFrame, out: Pa
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1.02)
             ax.grid(True, alpha=0.3)
-            ax.set_title(f"{task} · {test_set} · {budget} labels (median seed of each method's best row)")
+            ax.set_title(f"{task} · {test_set} · {budget} labels\n(each method's best row by mean F1; its median seed)",
+                         fontsize=10)
             ax.legend(fontsize=6.5, loc="lower left")
             fig.tight_layout()
             path = out / _safe(f"pr_{task}_{test_set}_{budget}.png")

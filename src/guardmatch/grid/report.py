@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -261,7 +262,7 @@ def timing_table(df: pd.DataFrame) -> str:
                                                         cpu_s=("cpu_s", "sum"))
     lines = ["| task | kind | cells | wall (min) | CPU (min) |", "|---|---|---:|---:|---:|"]
     for (task, kind), r in g.iterrows():
-        lines.append(f"| {task} | {kind} | {r.cells} | {r.wall_s / 60:.1f} | {r.cpu_s / 60:.1f} |")
+        lines.append(f"| {task} | {kind} | {int(r.cells)} | {r.wall_s / 60:.1f} | {r.cpu_s / 60:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -284,12 +285,19 @@ def not_run(grid: GridConfig, plans) -> str:
             status, reason = row["status"], (row.get("error") or "").split(";")[0].split("\n")[0]
         else:
             continue
+        cover = re.search(r"cover (\d+(?:\.\d+)?)% of this cell's pool of \d+", reason)
+        if cover:  # one row per augmenter gap, with the range of coverages
+            reason = reason.replace(cover.group(0), "cover {range} of the cells' pools")
         key = (f"{cell.task.value}/{cell.pool}/{cell.arm}", status, reason)
-        groups[key] = groups.get(key, 0) + 1
+        n, covers = groups.get(key, (0, []))
+        groups[key] = (n + 1, covers + ([float(cover.group(1))] if cover else []))
     if not groups:
         return ""
     lines = ["| cells | status | n | reason |", "|---|---|---:|---|"]
-    for (arm, status, reason), n in sorted(groups.items()):
+    for (arm, status, reason), (n, covers) in sorted(groups.items()):
+        if covers:
+            lo, hi = min(covers), max(covers)
+            reason = reason.replace("{range}", f"{lo:.1f}%" if lo == hi else f"{lo:.1f}–{hi:.1f}%")
         lines.append(f"| {arm} | {status} | {n} | {reason} |")
     return "\n".join(lines) + "\n"
 
@@ -335,8 +343,10 @@ def build_report(grid: GridConfig, out_dir: str | Path | None = None, *, plots: 
             parts.append(goals_md)
         warn = df[df.identity_views.fillna(0) > 0].drop_duplicates("path") if "identity_views" in df else pd.DataFrame()
         if not warn.empty:
-            parts.append("**Warning:** in " + str(len(warn)) + " cell(s) part of the pool had no cached view and was "
-                         "trained with its own text as the strong view (see `identity_views` in cells.csv).\n")
+            share = (warn.identity_views / warn.unlabeled.clip(lower=1)).max()
+            parts.append(f"Note: in {len(warn)} cell(s) up to {int(warn.identity_views.max())} pool texts "
+                         f"({share:.2%} of the pool) had no cached view and were trained with their own text as the "
+                         "strong view (`identity_views` in cells.csv).\n")
         missing = not_run(grid, plans)
         if missing:
             parts.append("## Cells not run\n")
