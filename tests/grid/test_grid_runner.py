@@ -103,3 +103,28 @@ def test_cells_without_views_are_skipped_with_the_fill_command(make_grid, tmp_pa
     # an --only filter runs just that subset
     only = GridRunner(grid, progress=False, only={"arm": {"supervised"}})
     assert [c.key for c in only.cells()] == ["prompt/in_source/supervised/20/seed0"]
+
+
+def test_grid_command_status_and_report_only(make_grid, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from guardmatch.cli.main import app
+
+    grid = make_grid(seeds=[0], baselines={})
+    cfg = tmp_path / "grid.yaml"
+    cfg.write_text(yaml.safe_dump(grid.model_dump(mode="json")))
+    runner = CliRunner()
+    dry = runner.invoke(app, ["grid", "--config", str(cfg), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "pending  prompt/in_source/supervised/20/seed0" in dry.stdout
+    ran = runner.invoke(app, ["grid", "--config", str(cfg), "--quiet", "--no-plots", "--only", "arm=supervised"])
+    assert ran.exit_code == 0, ran.output
+    assert "| method | 20 · wildguardtest |" in ran.stdout
+    status = runner.invoke(app, ["grid", "--config", str(cfg), "--status", "--json"])
+    states = {c["key"]: c["state"] for c in json.loads(status.stdout)}
+    assert states == {"prompt/in_source/supervised/20/seed0": "done", "prompt/in_source/fixmatch-drop/20/seed0": "pending"}
+    text = runner.invoke(app, ["grid", "--config", str(cfg), "--status"])
+    assert "estimated remaining" in text.stdout
+    bad = runner.invoke(app, ["grid", "--config", str(cfg), "--mode", "fast"])
+    assert bad.exit_code != 0
