@@ -250,12 +250,20 @@ def merged_views(grid: GridConfig, augmenter: str) -> str:
     dest = Path(grid.output_dir) / "views" / augmenter
     shards = dest / "shards"
     shards.mkdir(parents=True, exist_ok=True)
-    for old in shards.iterdir():
-        if old.is_symlink():
-            old.unlink()
-    for i, cache in enumerate(sources):
-        for shard in cache.shard_paths():
-            (shards / f"{i}-{shard.name}").symlink_to(shard.resolve())
+    # Only add missing links and drop dangling ones: a run reading the directory concurrently
+    # (e.g. while `--status` is called) never sees a shard disappear.
+    wanted = {f"{i}-{shard.name}": shard.resolve() for i, cache in enumerate(sources) for shard in cache.shard_paths()}
+    for link in shards.iterdir():
+        if link.is_symlink() and (link.name not in wanted or Path(os.readlink(link)) != wanted[link.name]):
+            link.unlink()
+    for name, target in wanted.items():
+        if not (shards / name).is_symlink():
+            tmp = shards / f".{name}.{os.getpid()}.tmp"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(target)
+            os.replace(tmp, shards / name)
     manifest = {**sources[0].manifest, "merged_from": [str(c.path) for c in sources]}
-    security.write_secure_text(dest / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
+    text = json.dumps(manifest, indent=2, ensure_ascii=False)
+    if not (dest / MANIFEST).exists() or (dest / MANIFEST).read_text(encoding="utf-8", errors="replace") != text:
+        security.write_secure_text(dest / MANIFEST, text)  # atomic replace
     return str(dest)
