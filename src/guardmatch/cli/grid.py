@@ -60,11 +60,13 @@ def grid(
             for p in plans:
                 if dry_run and p.state != "done" or p.state in ("failed", "skipped", "stale"):
                     note = f"  ({p.note.splitlines()[0]})" if p.note else ""
-                    stdout.print(f"  {p.state:8s} {p.cell.key}{note}", markup=False)
+                    stdout.print(f"  {p.state:8s} {p.cell.key}{note}", markup=False, soft_wrap=True)
             est = runner.estimate(plans)
             if est["remaining_s"] is not None:
                 stdout.print(f"estimated remaining: {est['remaining_s'] / 3600:.1f} h for {est['remaining_cells']} "
-                             f"cell(s), from {est['finished_cells']} finished cell(s) on this machine")
+                             f"cell(s), from {est['finished_cells']} finished cell(s) on this machine"
+                             + (f"; {est['waiting_for_views']} skipped cell(s) wait for views"
+                                if est["waiting_for_views"] else ""), soft_wrap=True)
             return
         if not report_only:
             summary = runner.run()

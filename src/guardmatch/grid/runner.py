@@ -178,7 +178,7 @@ class GridRunner:
         if not done:
             return {"finished_cells": 0, "remaining_s": None}
         remaining = 0.0
-        todo = [p for p in plans if p.state not in ("done",)]
+        todo = [p for p in plans if p.state not in ("done", "skipped") and self._should_run(p)]
         for p in todo:
             c = p.cell
             for key in ((c.task, c.kind, c.method, str(c.budget)), (c.task, c.kind), ()):
@@ -186,7 +186,7 @@ class GridRunner:
                     remaining += statistics.fmean(done[key])
                     break
         return {"finished_cells": len(done[()]), "remaining_cells": len(todo), "remaining_s": remaining,
-                "finished_s": sum(done[()])}
+                "finished_s": sum(done[()]), "waiting_for_views": sum(p.state == "skipped" for p in plans)}
 
     # ------------------------------------------------------------------ running
     def run(self) -> GridSummary:
