@@ -119,7 +119,9 @@ def load_views(config: TrainConfig, pool: Sequence[Example]) -> list[list[Exampl
             "cache, made with `guardmatch augment`"
         )
     cache = ViewCache.open(views_cfg.cache, cache_root=views_cfg.cache_dir)
-    return cache.views_for(pool, config.data.task, min_coverage=views_cfg.min_coverage)
+    # texts without any accepted view come back empty, and the caller restricts the pool to the
+    # covered ones (never their own text as a fake "strong" view)
+    return cache.views_for(pool, config.data.task, min_coverage=views_cfg.min_coverage, on_missing="empty")
 
 
 def run_fingerprint(config: TrainConfig, split: Split, pool: Sequence[Example]) -> str:
