@@ -134,7 +134,7 @@ def main() -> int:
     from guardmatch.data.suites import load_dataset, load_suite
     from guardmatch.model import GuardClassifier
     from guardmatch.review.retrain import retrain
-    from guardmatch.review.routing import get_strategy, route, score_pool
+    from guardmatch.review.routing import route, score_pool
     from guardmatch.review.store import ReviewStore
 
     console = Console(stderr=True)

@@ -148,7 +148,8 @@ def part_calibration(model_dir: Path, manifest: Path, data_dir: str | None, save
     from guardmatch.calibration import calibrate, held_out_examples
     from guardmatch.data.suites import load_suite
     from guardmatch.evaluation.report import evaluate_scores
-    from guardmatch.model import GuardClassifier, probs_from_logits
+    from guardmatch.model import GuardClassifier
+    from guardmatch.scoring import probs_from_logits
 
     clf = GuardClassifier.from_pretrained(model_dir)
     suite = load_suite("prompt", data_dir)

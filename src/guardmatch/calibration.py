@@ -36,7 +36,7 @@ from scipy.optimize import minimize_scalar
 
 from guardmatch.data.example import Example, Task
 from guardmatch.evaluation.metrics import best_f1_threshold, binary_metrics, expected_calibration_error
-from guardmatch.model import probs_from_logits
+from guardmatch.scoring import probs_from_logits
 
 Target = Literal["precision", "recall", "fpr", "f1"]
 TARGETS: tuple[str, ...] = ("precision", "recall", "fpr", "f1")

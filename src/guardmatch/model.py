@@ -8,9 +8,10 @@ Never pickle.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokeniz
 
 from guardmatch.data.example import LABEL_NAMES, Task
 from guardmatch.encoders import resolve_encoder
+from guardmatch.scoring import ScoringMixin
 
 CONFIG_NAME = "guardmatch.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -62,7 +64,7 @@ def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-6)
 
 
-class GuardClassifier(nn.Module):
+class GuardClassifier(ScoringMixin, nn.Module):
     """Binary harm classifier for prompts (``task=prompt``) or prompt+response pairs (``task=response``).
 
     ``forward`` returns logits shaped ``[H, N, C']`` (H heads); :meth:`predict_proba` returns the
@@ -211,84 +213,19 @@ class GuardClassifier(nn.Module):
         return tokenize_inputs(self.tokenizer, prompts, responses, self.config.max_length, padding=padding)
 
     # ------------------------------------------------------------------ inference
-    @torch.no_grad()
-    def predict_logits(
-        self,
-        prompts: Sequence[str],
-        responses: Sequence[str] | None = None,
-        *,
-        batch_size: int = 32,
-        progress: bool = False,
-    ) -> np.ndarray:
-        """Class logits ``[N, C]`` (mean of heads, before temperature), in input order.
-
-        Batches are formed from length-sorted inputs (much faster on CPU), then unsorted.
-        """
-        prompts = list(prompts)
-        if responses is not None:
-            responses = list(responses)
-            if len(responses) != len(prompts):
-                raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        elif self.config.task is Task.RESPONSE:
-            raise ValueError("this is a response classifier: pass responses=[...] with the prompts")
-        n = len(prompts)
-        if n == 0:
-            return np.zeros((0, self.config.num_classes), dtype=np.float32)
-        lengths = [len(p) + (len(responses[i]) if responses is not None else 0) for i, p in enumerate(prompts)]
-        order = np.argsort(lengths, kind="stable")
-        out = np.zeros((n, self.config.num_classes), dtype=np.float32)
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
         was_training = self.training
         self.eval()
-        batches = range(0, n, batch_size)
-        if progress:
-            from rich.console import Console
-            from rich.progress import track
-
-            batches = track(batches, description="scoring", total=(n + batch_size - 1) // batch_size,
-                            console=Console(stderr=True))
         try:
-            for start in batches:
-                idx = order[start : start + batch_size]
-                enc = self.tokenize(
-                    [prompts[i] for i in idx], [responses[i] for i in idx] if responses is not None else None
-                )
-                enc = {k: v.to(self.device) for k, v in enc.items()}
-                out[idx] = self.class_logits(self(**enc)).float().cpu().numpy()
+            with torch.no_grad():
+                yield
         finally:
             self.train(was_training)
-        return out
 
-    def predict_proba(
-        self,
-        prompts: Sequence[str],
-        responses: Sequence[str] | None = None,
-        *,
-        batch_size: int = 32,
-        progress: bool = False,
-    ) -> np.ndarray:
-        """Calibrated P(harmful) per input, shape ``[N]``."""
-        logits = self.predict_logits(prompts, responses, batch_size=batch_size, progress=progress)
-        return probs_from_logits(logits, self.config.temperature)
-
-    def predict(
-        self,
-        prompts: Sequence[str],
-        responses: Sequence[str] | None = None,
-        *,
-        threshold: float | None = None,
-        batch_size: int = 32,
-    ) -> np.ndarray:
-        """0/1 labels (1 = harmful) at the model's threshold (or ``threshold``)."""
-        thr = self.config.threshold if threshold is None else threshold
-        return (self.predict_proba(prompts, responses, batch_size=batch_size) >= thr).astype(np.int64)
-
-
-def probs_from_logits(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """P(harmful) = softmax(logits / T)[:, 1] for ``[N, C]`` logits."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e[:, 1] / e.sum(axis=1)).astype(np.float64)
+    def _batch_logits(self, prompts: list[str], responses: list[str] | None) -> np.ndarray:
+        enc = {k: v.to(self.device) for k, v in self.tokenize(prompts, responses).items()}
+        return self.class_logits(self(**enc)).float().cpu().numpy()
 
 
 def tokenize_inputs(

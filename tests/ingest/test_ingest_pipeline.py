@@ -16,7 +16,7 @@ import pytest
 
 from guardmatch import security as sec
 from guardmatch.ingest.config import ColumnMapping, DedupConfig, FilterConfig, IngestConfig
-from guardmatch.ingest.pipeline import IngestError, errors_path, ingest, iter_pool, read_manifest, state_path
+from guardmatch.ingest.pipeline import IngestError, errors_path, ingest, iter_pool, state_path
 
 
 @pytest.fixture(autouse=True)

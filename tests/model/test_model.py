@@ -8,7 +8,8 @@ import torch
 from transformers import BertConfig, DebertaV2Config
 
 from guardmatch.encoders import deberta_v3_tokenizer_path, minilm_path, resolve_encoder
-from guardmatch.model import GuardClassifier, masked_mean, probs_from_logits
+from guardmatch.model import GuardClassifier, masked_mean
+from guardmatch.scoring import probs_from_logits
 
 
 def tiny_bert(**kw):

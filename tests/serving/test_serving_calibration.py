@@ -23,7 +23,8 @@ from guardmatch.data.example import Example
 from guardmatch.data.loaders import save_jsonl
 from guardmatch.data.splits import make_split
 from guardmatch.evaluation.metrics import expected_calibration_error
-from guardmatch.model import GuardClassifier, probs_from_logits
+from guardmatch.model import GuardClassifier
+from guardmatch.scoring import probs_from_logits
 
 
 def test_nll_by_hand():

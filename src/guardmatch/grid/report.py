@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from guardmatch.data.example import Task
-from guardmatch.grid.cells import Cell, expand
+from guardmatch.grid.cells import Cell
 from guardmatch.grid.config import GridConfig
 from guardmatch.grid.store import read_cell_file
 

@@ -31,7 +31,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from guardmatch.data.example import Task
-from guardmatch.model import CONFIG_NAME, GuardClassifierConfig, probs_from_logits, tokenize_inputs
+from guardmatch.model import CONFIG_NAME, GuardClassifierConfig, tokenize_inputs
+from guardmatch.scoring import ScoringMixin
 
 ONNX_FILE = "model.onnx"
 QUANTIZATIONS = ("int8",)
@@ -68,7 +69,7 @@ def _require_ort():
     return ort
 
 
-class OnnxClassifier:
+class OnnxClassifier(ScoringMixin):
     """An exported classifier run by onnxruntime; same ``config`` and prediction API as ``GuardClassifier``."""
 
     def __init__(self, session: Any, tokenizer: Any, config: GuardClassifierConfig, path: Path | None = None):
@@ -153,65 +154,9 @@ class OnnxClassifier:
             feed[name] = np.asarray(enc[name], dtype=np.int64)
         return feed
 
-    def predict_logits(
-        self,
-        prompts: Sequence[str],
-        responses: Sequence[str] | None = None,
-        *,
-        batch_size: int = 32,
-        progress: bool = False,
-    ) -> np.ndarray:
-        """Class logits ``[N, C]`` (before temperature), in input order; batches of length-sorted inputs."""
-        prompts = list(prompts)
-        if responses is not None:
-            responses = list(responses)
-            if len(responses) != len(prompts):
-                raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        elif self.task is Task.RESPONSE:
-            raise ValueError("this is a response classifier: pass responses=[...] with the prompts")
-        n = len(prompts)
-        out = np.zeros((n, self.config.num_classes), dtype=np.float32)
-        if n == 0:
-            return out
-        lengths = [len(p) + (len(responses[i]) if responses is not None else 0) for i, p in enumerate(prompts)]
-        order = np.argsort(lengths, kind="stable")
-        batches: Any = range(0, n, batch_size)
-        if progress:
-            from rich.progress import track
-
-            batches = track(batches, description="scoring (onnx)", total=(n + batch_size - 1) // batch_size)
-        for start in batches:
-            idx = order[start : start + batch_size]
-            enc = tokenize_inputs(self.tokenizer, [prompts[i] for i in idx],
-                                  [responses[i] for i in idx] if responses is not None else None,
-                                  self.config.max_length, return_tensors="np")
-            logits = self.session.run(None, self._feed(enc))[0]
-            out[idx] = logits[:, : self.config.num_classes]
-        return out
-
-    def predict_proba(
-        self,
-        prompts: Sequence[str],
-        responses: Sequence[str] | None = None,
-        *,
-        batch_size: int = 32,
-        progress: bool = False,
-    ) -> np.ndarray:
-        """Calibrated P(harmful) per input, shape ``[N]``."""
-        logits = self.predict_logits(prompts, responses, batch_size=batch_size, progress=progress)
-        return probs_from_logits(logits, self.config.temperature)
-
-    def predict(
-        self,
-        prompts: Sequence[str],
-        responses: Sequence[str] | None = None,
-        *,
-        threshold: float | None = None,
-        batch_size: int = 32,
-    ) -> np.ndarray:
-        """0/1 labels (1 = harmful) at the model's threshold (or ``threshold``)."""
-        thr = self.config.threshold if threshold is None else threshold
-        return (self.predict_proba(prompts, responses, batch_size=batch_size) >= thr).astype(np.int64)
+    def _batch_logits(self, prompts: list[str], responses: list[str] | None) -> np.ndarray:
+        enc = tokenize_inputs(self.tokenizer, prompts, responses, self.config.max_length, return_tensors="np")
+        return self.session.run(None, self._feed(enc))[0]
 
 
 # ---------------------------------------------------------------------------------------------

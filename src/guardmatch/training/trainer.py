@@ -24,7 +24,8 @@ from rich.console import Console
 from guardmatch.config import TrainConfig
 from guardmatch.data.example import Example
 from guardmatch.evaluation.metrics import binary_metrics
-from guardmatch.model import GuardClassifier, probs_from_logits
+from guardmatch.model import GuardClassifier
+from guardmatch.scoring import probs_from_logits
 from guardmatch.training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from guardmatch.training.inputs import InputPipeline, TextInputs
 from guardmatch.training.loaders import StepSampler, choose_views

@@ -1,0 +1,97 @@
+"""The prediction API shared by every runtime (PyTorch ``GuardClassifier``, ``OnnxClassifier``).
+
+A runtime implements one method, ``_batch_logits(prompts, responses) -> [n, C]``; this mixin adds
+input checks, length-sorted batching (much faster on CPU), progress, temperature and threshold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from guardmatch.data.example import Task
+
+
+def probs_from_logits(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """P(harmful) = softmax(logits / T)[:, 1] for ``[N, C]`` logits."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e[:, 1] / e.sum(axis=1)).astype(np.float64)
+
+
+class ScoringMixin:
+    """``predict_logits`` / ``predict_proba`` / ``predict`` on top of ``_batch_logits``."""
+
+    config: Any  # GuardClassifierConfig
+
+    def _batch_logits(self, prompts: list[str], responses: list[str] | None) -> np.ndarray:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        """Set up and tear down inference mode (e.g. ``eval()`` and ``no_grad`` for PyTorch)."""
+        yield
+
+    def predict_logits(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str] | None = None,
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Class logits ``[N, C]`` (mean of heads, before temperature), in input order."""
+        prompts = list(prompts)
+        if responses is not None:
+            responses = list(responses)
+            if len(responses) != len(prompts):
+                raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        elif Task(self.config.task) is Task.RESPONSE:
+            raise ValueError("this is a response classifier: pass responses=[...] with the prompts")
+        n = len(prompts)
+        out = np.zeros((n, self.config.num_classes), dtype=np.float32)
+        if n == 0:
+            return out
+        lengths = [len(p) + (len(responses[i]) if responses is not None else 0) for i, p in enumerate(prompts)]
+        order = np.argsort(lengths, kind="stable")
+        batches: Any = range(0, n, batch_size)
+        if progress:
+            from rich.console import Console
+            from rich.progress import track
+
+            batches = track(batches, description="scoring", total=(n + batch_size - 1) // batch_size,
+                            console=Console(stderr=True))
+        with self._inference():
+            for start in batches:
+                idx = order[start : start + batch_size]
+                out[idx] = self._batch_logits(
+                    [prompts[i] for i in idx], [responses[i] for i in idx] if responses is not None else None
+                )[:, : self.config.num_classes]
+        return out
+
+    def predict_proba(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str] | None = None,
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Calibrated P(harmful) per input, shape ``[N]``."""
+        logits = self.predict_logits(prompts, responses, batch_size=batch_size, progress=progress)
+        return probs_from_logits(logits, self.config.temperature)
+
+    def predict(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str] | None = None,
+        *,
+        threshold: float | None = None,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """0/1 labels (1 = harmful) at the model's threshold (or ``threshold``)."""
+        thr = self.config.threshold if threshold is None else threshold
+        return (self.predict_proba(prompts, responses, batch_size=batch_size) >= thr).astype(np.int64)
