@@ -148,7 +148,7 @@ def test_widened_pool_materializes_distinct_unlabeled_prompts(tmp_path, shared_d
 def test_extra_view_caches_are_merged_read_only(tmp_path, train_slice):
     from pathlib import Path
 
-    from conftest import write_views
+    from grid_helpers import write_views
 
     from guardmatch.augment.cache import ViewCache
     from guardmatch.grid.cells import merged_views

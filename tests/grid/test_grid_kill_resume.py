@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import tiny_grid_dict
+from grid_helpers import tiny_grid_dict
 
 from guardmatch.grid import GridLockedError, GridRunner, load_grid_config
 from guardmatch.grid.store import read_cell_file

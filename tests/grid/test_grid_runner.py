@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import tiny_grid_dict, write_views
+from grid_helpers import tiny_grid_dict, write_views
 
 from guardmatch.grid import GridRunner, StaleCellsError, build_report, load_grid_config
 from guardmatch.grid.store import ResultsStore
