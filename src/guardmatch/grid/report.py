@@ -49,6 +49,10 @@ def _plans(grid: GridConfig):
     return GridRunner(grid, console=Console(quiet=True), progress=False).plan()
 
 
+TIMING_PARTS = (("encoding", "features"), ("training", "train"), ("evaluation", "eval"))
+"""Columns of the compute table and the run timings (``run.json``) they come from."""
+
+
 def collect(grid: GridConfig, plans=None) -> pd.DataFrame:
     """One row per finished cell and test set (read from the cells' directories). Only cells
     computed with the grid's current config count (a *stale* cell is listed as not run)."""
@@ -70,6 +74,7 @@ def collect(grid: GridConfig, plans=None) -> pd.DataFrame:
                 "labeled": info.get("labeled"), "unlabeled": info.get("unlabeled"),
                 **{k: m.get(k) for k in (*METRICS, "n", "positives", "threshold", "accuracy")},
                 "elapsed_s": record.get("elapsed_s"), "cpu_s": record.get("cpu_s"),
+                **{f"{part}_s": (record.get("timings") or {}).get(f"{key}_s") for part, key in TIMING_PARTS},
                 "view_coverage": info.get("view_coverage"), "identity_views": info.get("identity_views"),
                 "order": order[cell.arm], "path": record.get("path"),
             })
@@ -255,14 +260,25 @@ def pool_table(grid: GridConfig, df: pd.DataFrame, task: str) -> str:
 
 
 def timing_table(df: pd.DataFrame) -> str:
+    """Wall time per task and cell kind, split into encoding (cached lower-layer states or pooled
+    vectors of texts and views), training and evaluation. View generation is not part of a cell:
+    views are made once by ``guardmatch augment`` (its throughput is in the view cache's runs)."""
     if df.empty:
         return ""
-    cells = df.drop_duplicates("path")
+    cells = df.drop_duplicates("path").copy()
+    parts = [f"{part}_s" for part, _ in TIMING_PARTS]
+    for col in parts:
+        cells[col] = pd.to_numeric(cells[col], errors="coerce") if col in cells else np.nan
     g = cells.groupby(["task", "kind"], sort=False).agg(cells=("path", "count"), wall_s=("elapsed_s", "sum"),
-                                                        cpu_s=("cpu_s", "sum"))
-    lines = ["| task | kind | cells | wall (min) | CPU (min) |", "|---|---|---:|---:|---:|"]
+                                                        cpu_s=("cpu_s", "sum"), **{c: (c, "sum") for c in parts})
+    lines = ["| task | kind | cells | wall (min) | encoding (min) | training (min) | evaluation (min) | CPU (min) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for (task, kind), r in g.iterrows():
-        lines.append(f"| {task} | {kind} | {int(r.cells)} | {r.wall_s / 60:.1f} | {r.cpu_s / 60:.1f} |")
+        split = " | ".join(f"{r[c] / 60:.1f}" if r[c] > 0 else "–" for c in parts)
+        lines.append(f"| {task} | {kind} | {int(r.cells)} | {r.wall_s / 60:.1f} | {split} | {r.cpu_s / 60:.1f} |")
+    total = g[["wall_s", *parts]].sum()
+    lines.append(f"| all | | {int(g.cells.sum())} | {total.wall_s / 60:.1f} | "
+                 + " | ".join(f"{total[c] / 60:.1f}" for c in parts) + f" | {g.cpu_s.sum() / 60:.1f} |")
     return "\n".join(lines) + "\n"
 
 
