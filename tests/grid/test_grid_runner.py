@@ -64,6 +64,9 @@ def test_grid_runs_every_cell_records_skips_and_reports(make_grid, tmp_path):
     assert f"{wgt.f1_mean:.3f} ± {wgt.f1_std:.3f}" in md
     assert "F1 minus supervised (paired by seed)" in md
     assert len(cells) == 6 * 4
+    compute = md.split("## Compute")[1]
+    assert "| encoding (min) | training (min) | evaluation (min) |" in compute
+    assert (cells.drop_duplicates("path").training_s > 0).all()  # every cell's own training time
     plots = report["plots"]
     assert any("f1_prompt_in_source_wildguardtest" in p for p in plots)
     assert any("pr_prompt_wildguardtest_20" in p for p in plots)
