@@ -58,10 +58,12 @@ def main() -> None:
                "top_layers": grid_f1("paper_cpu", method, args.seed),
                "frozen": grid_f1("paper_cpu_frozen", method, args.seed)}
         rows.append(row)
-    lines = ["| method | mode | steps x batch | train s | " + " | ".join(SETS) + " |",
+    lines = ["| method | mode | steps x (labeled + unlabeled) batch | train s | " + " | ".join(SETS) + " |",
              "|---|---|---|---:|" + "---:|" * len(SETS)]
-    shape = {"full": f"{args.steps} x (8 + 8)", "top_layers": "150 x (16 + 16)", "frozen": "see frozen grid"}
     for row in rows:
+        ssl = row["method"] != "supervised"
+        shape = {"full": f"{args.steps} x (8 + 8)" if ssl else f"{args.steps} x 8",
+                 "top_layers": "150 x (16 + 16)" if ssl else "150 x 16", "frozen": "see frozen grid"}
         for mode in ("full", "top_layers", "frozen"):
             r = row[mode]
             if r is None:
