@@ -74,6 +74,10 @@ class MarginMatch(SSLAlgorithm):
       in the current period, once at least ``min_threshold_visited`` are visited (before that, the
       previous γ; initially 0).
 
+    Until examples are revisited MarginMatch *is* FixMatch under γ = ``zero``: on a first visit
+    APM_ŷ(u) = δ·PM_ŷ(u) ≥ 0 because ŷ is the arg-max, so the APM mask keeps every example. Its
+    filter needs several passes over the pool (measured in ``benchmarks/results/ssl_dynamics.md``).
+
     Deviations from the official code (tsosea2/MarginMatch): the percentile is used as stated (the
     official code divides it by 100 twice, so its "95" is ~ the 99th); the APM of ŷ uses ŷ over the
     real classes (the official code indexes with the arg-max over C+1 outputs); γ only uses visited
