@@ -267,8 +267,7 @@ def timing_table(df: pd.DataFrame) -> str:
         return ""
     cells = df.drop_duplicates("path").copy()
     parts = [f"{part}_s" for part, _ in TIMING_PARTS]
-    for col in parts:
-        cells[col] = pd.to_numeric(cells[col], errors="coerce") if col in cells else np.nan
+    cells[parts] = cells[parts].apply(pd.to_numeric, errors="coerce")  # None where a cell has no such part
     g = cells.groupby(["task", "kind"], sort=False).agg(cells=("path", "count"), wall_s=("elapsed_s", "sum"),
                                                         cpu_s=("cpu_s", "sum"), **{c: (c, "sum") for c in parts})
     lines = ["| task | kind | cells | wall (min) | encoding (min) | training (min) | evaluation (min) | CPU (min) |",
