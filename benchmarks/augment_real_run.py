@@ -47,9 +47,12 @@ from guardmatch.data.example import HARMFUL, Task
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLE_SEED = 20250101
 THREADS = int(os.environ.get("GUARDMATCH_AUGMENT_THREADS", "1"))
+PARALLEL = int(os.environ.get("GUARDMATCH_AUGMENT_PARALLEL", "1"))
 # One llama.cpp thread: on a shared, oversubscribed 2-core machine a second thread mostly waits at
-# barriers. Threads are not part of the cache fingerprint, so this can change between resumes.
-QWEN = {"backend": {"kind": "llama-cpp", "model": "qwen1.5b", "threads": THREADS, "n_ctx": 4096}}
+# barriers; two contexts of one thread each (GUARDMATCH_AUGMENT_PARALLEL=2) make 1.7x the views of one
+# context with two threads on an idle 2-core machine. Neither is part of the cache fingerprint, so both
+# can change between resumes.
+QWEN = {"backend": {"kind": "llama-cpp", "model": "qwen1.5b", "threads": THREADS, "parallel": PARALLEL, "n_ctx": 4096}}
 
 
 def stages(cache_dir: str) -> list[tuple[str, AugmentSettings]]:
@@ -91,7 +94,7 @@ def cache_of(settings: AugmentSettings) -> ViewCache | None:
 def stage_result(name: str, settings: AugmentSettings) -> dict[str, Any]:
     cache = cache_of(settings)
     examples, _ = load_inputs(settings.input, settings.task)
-    examples = sample_examples(examples, settings.sample, settings.sample_seed)
+    examples = sample_examples(examples, settings.sample, settings.sample_seed, settings.task)
     out: dict[str, Any] = {"stage": name, "augmenter": settings.augmenter, "task": settings.task.value,
                            "input": settings.input, "texts_requested": len(examples), "views_per_text": settings.views,
                            "command": settings.command()}
@@ -153,7 +156,7 @@ def examples_markdown(all_stages: list[tuple[str, AugmentSettings]]) -> str:
             continue
         seen.add(key)
         examples, _ = load_inputs(settings.input, settings.task)
-        examples = sample_examples(examples, settings.sample, settings.sample_seed)
+        examples = sample_examples(examples, settings.sample, settings.sample_seed, settings.task)
         lines += [f"## {settings.augmenter} ({settings.task.value} task, {settings.input})", ""]
         for label, title in ((HARMFUL, "harmful"), (0, "benign")):
             picked = [(ex, v) for ex in examples if ex.label == label

@@ -78,6 +78,21 @@ def test_llama_cpp_sampling_is_seeded(smollm2_gguf):
     backend.close()
 
 
+def test_llama_cpp_parallel_contexts_give_the_same_generations(smollm2_gguf):
+    """Two contexts share a batch out (longest first) and return it in order, as one context would."""
+    convs = [[{"role": "user", "content": f"Name {n} fruits{'.' * n}"}] for n in (1, 5, 2, 4, 3)]
+    params = [GenerationParams(max_new_tokens=10, temperature=1.0, seed=s) for s in range(5)]
+    one = build_backend(BackendConfig(kind="llama-cpp", model="smollm2", threads=1, n_ctx=512))
+    two = build_backend(BackendConfig(kind="llama-cpp", model="smollm2", threads=1, n_ctx=512, parallel=2))
+    assert two.preferred_batch_size() == 12 and one.preferred_batch_size() == 4
+    expected = [g.text for g in one.chat(convs, params)]
+    got = two.chat(convs, params)
+    assert len(two._contexts) == 2
+    assert [g.text for g in got] == expected and all(t.strip() for t in expected)
+    one.close()
+    two.close()
+
+
 def test_transformers_backend_tiny_random_llama(tiny_causal_lm, short_prompts, tmp_path):
     cfg = LLMRewriteConfig(backend=BackendConfig(kind="transformers", model=str(tiny_causal_lm)), max_new_tokens=12)
     aug = LLMRewriteAugmenter(cfg)
@@ -114,7 +129,7 @@ def test_fingerprint_ignores_speed_settings_only(smollm2_gguf):
     def fp(**backend) -> str:
         return LLMRewriteAugmenter(LLMRewriteConfig(backend=BackendConfig(model="smollm2", **backend))).fingerprint()
 
-    assert fp(threads=1) == fp(threads=2) == fp(threads=2, concurrency=9, timeout_s=5)
+    assert fp(threads=1) == fp(threads=2) == fp(threads=2, concurrency=9, timeout_s=5) == fp(parallel=3)
     assert fp(n_ctx=1024) != fp(n_ctx=2048)
     assert fp() != LLMRewriteAugmenter(LLMRewriteConfig(backend=BackendConfig(model="smollm2"),
                                                         temperature=0.2)).fingerprint()

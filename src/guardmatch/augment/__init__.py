@@ -16,6 +16,10 @@ CLI (a thin layer over :func:`guardmatch.augment.pipeline.run_augment`)::
     guardmatch augment --augmenter llm-rewrite --backend openai --base-url http://127.0.0.1:8000/v1 --model NAME ...
     guardmatch views list | guardmatch views show llm-rewrite --reason intent
 
+Speed on CPU (not part of the cache key, so a run can resume with other values): llama.cpp threads
+scale poorly on small machines; ``--set backend.threads=1 --set backend.parallel=2`` runs two contexts
+side by side on 2 cores (1.7x the views of one context with 2 threads, see benchmarks/README.md).
+
 Modules: ``base`` (interface), ``cache`` (on-disk cache + reader API), ``runner`` (batching, resume,
 progress), ``filters`` (quality + intent check), ``eda``, ``backtranslation``, ``llm_rewrite``,
 ``prompts`` (templates in ``guardmatch/prompts/*.txt``), ``backends/`` (llama.cpp, transformers,

@@ -33,9 +33,26 @@ def load_inputs(target: str | Path, task: Task | str, *, format: str | None = No
     return examples, files
 
 
-def sample_examples(examples: list[Example], n: int | None, seed: int) -> list[Example]:
-    """A seeded random subset of ``n`` examples in their original order (all if n is None or larger)."""
+def sample_examples(examples: list[Example], n: int | None, seed: int, task: Task | None = None) -> list[Example]:
+    """A seeded random subset of ``n`` examples in their original order (all if n is None or larger).
+
+    With ``task``, the subset holds ``n`` distinct texts for that task: rows that repeat an earlier
+    pick's text are replaced by further draws of the same generator (a draw without repeats is the same
+    subset as without ``task``).
+    """
     if n is None or n >= len(examples):
         return list(examples)
-    keep = np.sort(np.random.default_rng(seed).choice(len(examples), n, replace=False))
-    return [examples[i] for i in keep]
+    rng = np.random.default_rng(seed)
+    keep = rng.choice(len(examples), n, replace=False)
+    if task is not None:
+        picked: dict[str, int] = {}
+        for i in keep:
+            picked.setdefault(examples[i].content_hash(task), int(i))
+        rest = np.setdiff1d(np.arange(len(examples)), keep)
+        rest = rest[rng.permutation(len(rest))]
+        for i in rest:
+            if len(picked) >= n:
+                break
+            picked.setdefault(examples[i].content_hash(task), int(i))
+        keep = np.fromiter(picked.values(), dtype=np.int64)
+    return [examples[i] for i in np.sort(keep)]

@@ -121,7 +121,7 @@ def run_augment(settings: AugmentSettings, *, augmenter: Augmenter | None = None
     examples, files = load_inputs(settings.input, settings.task, format=settings.format, data_dir=settings.data_dir)
     if not examples:
         raise ValueError(f"{settings.input}: no examples to augment for the {settings.task.value} task")
-    examples = sample_examples(examples, settings.sample, settings.sample_seed)
+    examples = sample_examples(examples, settings.sample, settings.sample_seed, settings.task)
     if classifier is None and settings.classifier:
         classifier = load_reference_classifier(settings.classifier)
     quality = QualityFilter(settings.filters, classifier=classifier)

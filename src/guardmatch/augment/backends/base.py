@@ -22,6 +22,9 @@ class BackendConfig(BaseModel):
     # local backends
     threads: int = Field(2, ge=1, description="CPU threads (llama.cpp n_threads, torch threads)")
     n_ctx: int = Field(4096, ge=256, description="llama.cpp context window")
+    parallel: int = Field(1, ge=1, description=(
+        "llama.cpp contexts generating side by side, each with `threads` threads (weights are shared "
+        "through mmap). On small CPUs, 2 contexts x 1 thread make twice the views of 1 x 2 threads."))
     device: str = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # OpenAI-compatible server
@@ -32,7 +35,7 @@ class BackendConfig(BaseModel):
     max_retries: int = Field(3, ge=0)
 
 
-RUNTIME_FIELDS = frozenset({"threads", "device", "base_url", "api_key_env", "concurrency", "timeout_s", "max_retries"})
+RUNTIME_FIELDS = frozenset({"threads", "parallel", "device", "base_url", "api_key_env", "concurrency", "timeout_s", "max_retries"})
 """Backend settings that change speed, not outputs: left out of cache fingerprints, so a run can
 resume with more threads or another server address."""
 
