@@ -138,6 +138,31 @@ def stage_result(name: str, settings: AugmentSettings) -> dict[str, Any]:
         "attempts_per_s": round(att / sec, 4) if sec else None,
         "generate_seconds": round(gen, 1), "filter_seconds": round(sum(r["filter_s"] for r in runs), 1),
     })
+    if settings.augmenter_config.get("backend"):
+        out["throughput_by_layout"] = throughput_by_layout(runs)
+    return out
+
+
+# Runs made before runs logged their runtime: processes 17714 and 19212 (2026-11-29, 10:05-10:30 UTC, idle
+# machine) used 2 contexts x 1 thread; every earlier run used 1 context x 1 thread.
+RUNTIME_BEFORE_LOGGING = {"-17714-": {"parallel": 2, "threads": 1}, "-19212-": {"parallel": 2, "threads": 1}}
+
+
+def throughput_by_layout(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """views/s per llama.cpp layout (contexts x threads), from the runtime each run logged."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        rt = r.get("runtime") or next((v for k, v in RUNTIME_BEFORE_LOGGING.items() if k in r["run_id"]), None)
+        label = (f"{rt.get('parallel', 1)} context(s) x {rt.get('threads')} thread(s)" if rt
+                 else "1 context x 1 thread, machine shared with training (runs before layouts were logged)")
+        groups.setdefault(label, []).append(r)
+    out = {}
+    for label, rs in groups.items():
+        sec = sum(r["elapsed_s"] for r in rs)
+        acc, att = sum(r["accepted"] for r in rs), sum(r["attempts"] for r in rs)
+        out[label] = {"runs": len(rs), "seconds": round(sec, 1), "attempts": att, "accepted": acc,
+                      "views_per_s": round(acc / sec, 4) if sec else None,
+                      "attempts_per_s": round(att / sec, 4) if sec else None}
     return out
 
 

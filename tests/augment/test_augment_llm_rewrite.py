@@ -65,6 +65,10 @@ def test_llama_cpp_rewrite_end_to_end(smollm2_gguf, short_prompts, tmp_path):
         assert rec.meta["prompt_tokens"] <= 16
         assert rec.status == "rejected" or rec.prompt.strip()
     assert cache.manifest["description"]["identity"]["backend"]["file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    # the run's speed-only settings are logged with its throughput, never in the fingerprint
+    (run,) = cache.manifest["runs"]
+    assert run["runtime"]["threads"] == 1 and run["runtime"]["parallel"] == 1 and "api_key_env" not in run["runtime"]
+    assert "threads" not in cache.manifest["description"]["config"]["backend"]
 
 
 def test_llama_cpp_sampling_is_seeded(smollm2_gguf):

@@ -119,6 +119,16 @@ class Augmenter(ABC):
             "identity": self.identity(),
         }
 
+    def runtime(self) -> dict[str, Any]:
+        """The speed-only settings of this run (left out of the fingerprint), logged with each run's
+        throughput so views/s can be compared across machines and layouts."""
+        backend = self.config.model_dump(mode="json").get("backend")
+        if not isinstance(backend, dict):
+            return {}
+        from guardmatch.augment.backends.base import RUNTIME_FIELDS
+
+        return {k: backend[k] for k in sorted(RUNTIME_FIELDS - {"api_key_env"}) if k in backend}
+
     def fingerprint(self) -> str:
         """sha256 of :meth:`describe`: the same augmenter and settings always map to one cache."""
         payload = json.dumps(self.describe(), sort_keys=True)

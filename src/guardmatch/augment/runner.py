@@ -46,6 +46,7 @@ class AugmentReport(BaseModel):
     filter_s: float = 0.0
     complete: bool = False
     cache_counts: dict[str, Any] = {}
+    runtime: dict[str, Any] = {}  # speed-only settings (threads, parallel contexts, server concurrency)
 
     @property
     def views_per_s(self) -> float:
@@ -133,7 +134,8 @@ def augment(
     with cache.writer() as writer:
         report = AugmentReport(augmenter=augmenter.name, fingerprint=fingerprint, cache_dir=str(cache.path),
                                run_id=writer.run_id, task=task.value, texts=len(uniq), views_per_text=views,
-                               slots=len(uniq) * views, slots_done_before=done_before)
+                               slots=len(uniq) * views, slots_done_before=done_before,
+                               runtime=augmenter.runtime())
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                        console=console, disable=not progress, transient=False)
