@@ -125,9 +125,9 @@ class Augmenter(ABC):
         backend = self.config.model_dump(mode="json").get("backend")
         if not isinstance(backend, dict):
             return {}
-        from guardmatch.augment.backends.base import RUNTIME_FIELDS
+        from guardmatch.augment.backends.base import RUNTIME_FIELDS_BY_KIND
 
-        return {k: backend[k] for k in sorted(RUNTIME_FIELDS - {"api_key_env"}) if k in backend}
+        return {k: backend[k] for k in RUNTIME_FIELDS_BY_KIND.get(backend.get("kind"), ()) if k in backend}
 
     def fingerprint(self) -> str:
         """sha256 of :meth:`describe`: the same augmenter and settings always map to one cache."""

@@ -35,9 +35,17 @@ class BackendConfig(BaseModel):
     max_retries: int = Field(3, ge=0)
 
 
-RUNTIME_FIELDS = frozenset({"threads", "parallel", "device", "base_url", "api_key_env", "concurrency", "timeout_s", "max_retries"})
+RUNTIME_FIELDS = frozenset({"threads", "parallel", "device", "base_url", "api_key_env", "concurrency", "timeout_s",
+                            "max_retries"})
 """Backend settings that change speed, not outputs: left out of cache fingerprints, so a run can
 resume with more threads or another server address."""
+
+RUNTIME_FIELDS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "llama-cpp": ("threads", "parallel"),
+    "transformers": ("threads", "device"),
+    "openai": ("base_url", "concurrency", "timeout_s", "max_retries"),
+}
+"""The runtime fields each backend kind actually reads (what a run logs next to its throughput)."""
 
 
 class GenerationParams(BaseModel):
