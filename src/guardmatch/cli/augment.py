@@ -38,7 +38,7 @@ def augment_command(
     min_similarity: Optional[float] = typer.Option(None, "--min-similarity", help="embedding-similarity floor"),
     classifier: Optional[str] = typer.Option(None, "--classifier", help="saved GuardClassifier for the intent check"),
     no_filters: bool = typer.Option(False, "--no-filters", help="accept every non-failed view"),
-    sets: Optional[list[str]] = typer.Option(None, "--set", help="augmenter config KEY=VALUE (e.g. backend.threads=2)"),
+    sets: Optional[list[str]] = typer.Option(None, "--set", help="augmenter config KEY=VALUE (e.g. backend.threads=1 --set backend.parallel=2)"),
     filter_sets: Optional[list[str]] = typer.Option(None, "--filter", help="filter config KEY=VALUE"),
     config: Optional[str] = typer.Option(None, "--config", help="YAML with AugmentSettings fields"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
