@@ -80,6 +80,62 @@ def stages(cache_dir: str) -> list[tuple[str, AugmentSettings]]:
     ]
 
 
+def targets(cache_dir: str) -> list[tuple[str, int, AugmentSettings]]:
+    """Issue 4's targets as texts of an input holding an accepted view, each with the stage that tops
+    it up: the whole input in file order (texts already tried are skipped), run by ``--top-up`` in
+    short slices until the target is met."""
+    common = {"cache_dir": cache_dir, "filters": FilterConfig(), "views": 1}
+    llm_bt = {**QWEN, "pivots": ["de"]}
+    return [
+        ("llm-rewrite wildguardtrain", 1000, AugmentSettings(
+            augmenter="llm-rewrite", input="wildguardtrain", augmenter_config=QWEN, **common)),
+        ("llm-backtranslation wildguardtrain", 1000, AugmentSettings(
+            augmenter="llm-backtranslation", input="wildguardtrain", augmenter_config=llm_bt, **common)),
+        ("llm-rewrite response_pool", 300, AugmentSettings(
+            augmenter="llm-rewrite", input="response_pool", task=Task.RESPONSE, augmenter_config=QWEN, **common)),
+        ("llm-backtranslation response_pool", 300, AugmentSettings(
+            augmenter="llm-backtranslation", input="response_pool", task=Task.RESPONSE, augmenter_config=llm_bt,
+            **common)),
+    ]
+
+
+def texts_with_views(settings: AugmentSettings) -> tuple[int, int]:
+    """(distinct texts of the input holding an accepted view, distinct texts tried)."""
+    cache = cache_of(settings)
+    if cache is None:
+        return 0, 0
+    examples, _ = load_inputs(settings.input, settings.task)
+    keys = {ex.content_hash(settings.task) for ex in examples}
+    with_view = tried = 0
+    for key in keys:
+        recs = cache.records(settings.task, key)
+        tried += bool(recs)
+        with_view += any(r.status == "accepted" for views in recs.values() for r in views)
+    return with_view, tried
+
+
+def target_results(cache_dir: str) -> list[dict[str, Any]]:
+    out = []
+    for name, target, settings in targets(cache_dir):
+        have, tried = texts_with_views(settings)
+        out.append({"target": name, "texts_with_views": have, "texts_tried": tried, "required": target,
+                    "met": have >= target, "top_up_command": settings.command()})
+    return out
+
+
+def top_up(cache_dir: str, slice_s: float, only: list[str]) -> None:
+    for name, target, settings in targets(cache_dir):
+        if only and not any(name.startswith(p) for p in only):
+            continue
+        while (have := texts_with_views(settings)[0]) < target:
+            print(f"== top-up {name}: {have} of {target} texts have views (slice {slice_s:.0f} s)",
+                  file=sys.stderr, flush=True)
+            report = run_augment(settings.model_copy(update={"time_limit_s": slice_s}), progress=True)
+            print(json.dumps(report.summary()), file=sys.stderr, flush=True)
+            if report.complete:
+                break
+
+
 def cache_of(settings: AugmentSettings) -> ViewCache | None:
     """The existing cache of a stage (same fingerprint the run would use), or None."""
     aug = build_augmenter(settings.augmenter, settings.augmenter_config)
@@ -213,6 +269,7 @@ def write_report(all_stages: list[tuple[str, AugmentSettings]], started: float |
         "filters": FilterConfig().model_dump(mode="json"),
         "regenerate": "python benchmarks/augment_real_run.py --cache-dir /work/cache/guardmatch",
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "targets": target_results(str(all_stages[0][1].cache_dir)),
         "stages": results,
     }
     (RESULTS / "augment_real_run.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -224,6 +281,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache-dir", default=os.environ.get("GUARDMATCH_CACHE_DIR", "/work/cache/guardmatch"))
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--top-up", nargs="?", const="all", default=None,
+                    help="after the stages, feed further texts (file order) until the targets are met "
+                         "(optional: comma-separated target-name prefixes, e.g. 'llm-rewrite')")
     ap.add_argument("--stages", default="", help="comma-separated stage-name prefixes to run (default: all)")
     ap.add_argument("--slice-minutes", type=float, default=18.0,
                     help="LLM stages run in turns of this many minutes until all are complete (0: one by one)")
@@ -248,6 +308,8 @@ def main() -> None:
                 if not report.complete:
                     left.append((name, settings))
             pending = left
+        if args.top_up:
+            top_up(args.cache_dir, slice_s=120.0, only=[] if args.top_up == "all" else args.top_up.split(","))
     report = write_report(all_stages)
     print(json.dumps(report, indent=2))
 
