@@ -263,8 +263,9 @@ def write_report(all_stages: list[tuple[str, AugmentSettings]], started: float |
     RESULTS.mkdir(parents=True, exist_ok=True)
     results = [stage_result(n, s) for n, s in all_stages]
     report = {
-        "machine": f"{os.cpu_count()} CPU cores shared with 4 other engineers' jobs (load average 8-12), no GPU; "
-                   f"llama.cpp n_threads={THREADS}, run under nice -n 15",
+        "machine": f"{os.cpu_count()} CPU cores, no GPU. Runs before 2026-11-29 10:00 UTC: one llama.cpp context "
+                   "with 1 thread under nice 15, the cores shared with training jobs (load average 8-12); later "
+                   "runs: 2 contexts x 1 thread on an otherwise idle machine (each stage's throughput_by_layout)",
         "sample_seed": SAMPLE_SEED,
         "filters": FilterConfig().model_dump(mode="json"),
         "regenerate": "python benchmarks/augment_real_run.py --cache-dir /work/cache/guardmatch",
