@@ -108,9 +108,8 @@ def texts_with_views(settings: AugmentSettings) -> tuple[int, int]:
     keys = {ex.content_hash(settings.task) for ex in examples}
     with_view = tried = 0
     for key in keys:
-        recs = cache.records(settings.task, key)
-        tried += bool(recs)
-        with_view += any(r.status == "accepted" for views in recs.values() for r in views)
+        tried += bool(cache.records(settings.task, key))
+        with_view += cache.has_accepted(settings.task, key)
     return with_view, tried
 
 

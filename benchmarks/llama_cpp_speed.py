@@ -30,7 +30,6 @@ def run_layout(model: str, parallel: int, threads: int, requests: list[ViewReque
                                                  parallel=parallel, n_ctx=4096))
     with LLMRewriteAugmenter(cfg) as aug:
         aug.prepare()
-        aug.backend.load()
         started = time.perf_counter()
         drafts = []
         size = aug.preferred_batch_size()

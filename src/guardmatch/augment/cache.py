@@ -355,10 +355,11 @@ class ViewCache:
         if not examples:
             return 1.0
         task = Task(task)
-        have = sum(1 for ex in examples if self._has_accepted(task, ex.content_hash(task)))
+        have = sum(1 for ex in examples if self.has_accepted(task, ex.content_hash(task)))
         return have / len(examples)
 
-    def _has_accepted(self, task: Task, key: str) -> bool:
+    def has_accepted(self, task: Task, key: str) -> bool:
+        """Whether the text with content hash ``key`` holds at least one accepted view."""
         return any(r.status == ACCEPTED for recs in self.records(task, key).values() for r in recs)
 
     def fill_command(self, task: Task | str) -> str:

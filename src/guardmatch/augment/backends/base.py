@@ -24,7 +24,7 @@ class BackendConfig(BaseModel):
     n_ctx: int = Field(4096, ge=256, description="llama.cpp context window")
     parallel: int = Field(1, ge=1, description=(
         "llama.cpp contexts generating side by side, each with `threads` threads (weights are shared "
-        "through mmap). On small CPUs, 2 contexts x 1 thread make twice the views of 1 x 2 threads."))
+        "through mmap). On small CPUs, 2 contexts x 1 thread make ~1.7x the views of 1 x 2 threads."))
     device: str = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # OpenAI-compatible server
@@ -35,17 +35,16 @@ class BackendConfig(BaseModel):
     max_retries: int = Field(3, ge=0)
 
 
-RUNTIME_FIELDS = frozenset({"threads", "parallel", "device", "base_url", "api_key_env", "concurrency", "timeout_s",
-                            "max_retries"})
-"""Backend settings that change speed, not outputs: left out of cache fingerprints, so a run can
-resume with more threads or another server address."""
-
 RUNTIME_FIELDS_BY_KIND: dict[str, tuple[str, ...]] = {
     "llama-cpp": ("threads", "parallel"),
     "transformers": ("threads", "device"),
     "openai": ("base_url", "concurrency", "timeout_s", "max_retries"),
 }
 """The runtime fields each backend kind actually reads (what a run logs next to its throughput)."""
+
+RUNTIME_FIELDS = frozenset({"api_key_env"}).union(*RUNTIME_FIELDS_BY_KIND.values())
+"""Backend settings that change speed, not outputs: left out of cache fingerprints, so a run can
+resume with more threads or another server address."""
 
 
 class GenerationParams(BaseModel):

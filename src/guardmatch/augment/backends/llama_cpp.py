@@ -42,7 +42,7 @@ class LlamaCppBackend(ChatBackend):
 
     def count_tokens(self, text: str) -> int:
         self.load()
-        return len(self._contexts[0].tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return _n_tokens(self._contexts[0], text)
 
     def preferred_batch_size(self) -> int:
         return 4 if self.config.parallel == 1 else 6 * self.config.parallel
@@ -70,8 +70,7 @@ class LlamaCppBackend(ChatBackend):
 
     def _chat_one(self, llm: Any, messages: list[Message], p: GenerationParams) -> Generation:
         try:
-            prompt_tokens = sum(len(llm.tokenize(m["content"].encode("utf-8"), add_bos=False, special=False)) + 8
-                                for m in messages)
+            prompt_tokens = sum(_n_tokens(llm, m["content"]) + 8 for m in messages)
             room = self.config.n_ctx - prompt_tokens - 16
             if room < 16:
                 return Generation("", "error", prompt_tokens, 0,
@@ -95,3 +94,8 @@ class LlamaCppBackend(ChatBackend):
             except Exception:  # noqa: BLE001
                 pass
         self._contexts = []
+
+
+def _n_tokens(llm: Any, text: str) -> int:
+    """Tokens of ``text`` under ``llm``'s vocabulary (no BOS, special tokens as text)."""
+    return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
