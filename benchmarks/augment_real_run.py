@@ -162,10 +162,7 @@ def stage_result(name: str, settings: AugmentSettings) -> dict[str, Any]:
     task = settings.task
     # runs of this augmenter on this task (stages sharing a cache, e.g. b and e, share these numbers)
     runs = [r for r in cache.manifest.get("runs", []) if r.get("task") == task.value]
-    acc = sum(r["accepted"] for r in runs)
-    att = sum(r["attempts"] for r in runs)
-    sec = sum(r["elapsed_s"] for r in runs)
-    gen = sum(r["generate_s"] for r in runs)
+    totals = throughput(runs)
     # counts over this stage's texts only
     accepted = attempts = slots_done = 0
     rejected: dict[str, int] = {}
@@ -187,11 +184,10 @@ def stage_result(name: str, settings: AugmentSettings) -> dict[str, Any]:
         "coverage": round(cache.coverage(examples, task), 4), "accepted_views": accepted, "attempts": attempts,
         "rejected": dict(sorted(rejected.items())),
         "rejection_rate": round(1 - accepted / attempts, 4) if attempts else None,
-        "throughput_runs": len(runs), "throughput_seconds": round(sec, 1),
-        "throughput_attempts": att, "throughput_accepted": acc,
-        "views_per_s": round(acc / sec, 4) if sec else None,
-        "attempts_per_s": round(att / sec, 4) if sec else None,
-        "generate_seconds": round(gen, 1), "filter_seconds": round(sum(r["filter_s"] for r in runs), 1),
+        **{f"throughput_{k}": totals[k] for k in ("runs", "seconds", "attempts", "accepted")},
+        "views_per_s": totals["views_per_s"], "attempts_per_s": totals["attempts_per_s"],
+        "generate_seconds": round(sum(r["generate_s"] for r in runs), 1),
+        "filter_seconds": round(sum(r["filter_s"] for r in runs), 1),
     })
     if settings.augmenter_config.get("backend"):
         out["throughput_by_layout"] = throughput_by_layout(runs)
@@ -211,14 +207,16 @@ def throughput_by_layout(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]
         label = (f"{rt.get('parallel', 1)} context(s) x {rt.get('threads')} thread(s)" if rt
                  else "1 context x 1 thread, machine shared with training (runs before layouts were logged)")
         groups.setdefault(label, []).append(r)
-    out = {}
-    for label, rs in groups.items():
-        sec = sum(r["elapsed_s"] for r in rs)
-        acc, att = sum(r["accepted"] for r in rs), sum(r["attempts"] for r in rs)
-        out[label] = {"runs": len(rs), "seconds": round(sec, 1), "attempts": att, "accepted": acc,
-                      "views_per_s": round(acc / sec, 4) if sec else None,
-                      "attempts_per_s": round(att / sec, 4) if sec else None}
-    return out
+    return {label: throughput(rs) for label, rs in groups.items()}
+
+
+def throughput(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Wall-clock totals of some runs of a cache and their views/s and attempts/s."""
+    sec = sum(r["elapsed_s"] for r in runs)
+    acc, att = sum(r["accepted"] for r in runs), sum(r["attempts"] for r in runs)
+    return {"runs": len(runs), "seconds": round(sec, 1), "attempts": att, "accepted": acc,
+            "views_per_s": round(acc / sec, 4) if sec else None,
+            "attempts_per_s": round(att / sec, 4) if sec else None}
 
 
 def examples_markdown(all_stages: list[tuple[str, AugmentSettings]]) -> str:
