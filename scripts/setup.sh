@@ -9,6 +9,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
+# llama-cpp-python compiles llama.cpp with -march=native. Where the CPU advertises AMX but the
+# kernel or VM does not grant the tile state (seen on 2-core dev VMs), AMX code dies with
+# "Illegal instruction"; native minus AMX runs everywhere. A CMAKE_ARGS of your own wins.
+if [ -z "${CMAKE_ARGS:-}" ] && grep -qw amx_tile /proc/cpuinfo 2>/dev/null; then
+  export CMAKE_ARGS='-DCMAKE_C_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" -DCMAKE_CXX_FLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"'
+fi
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 if [ -n "$extras" ]; then

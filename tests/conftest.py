@@ -37,6 +37,8 @@ def _offline_and_small():
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # the repository's shipped views/ must not leak into tests; tests of it point here explicitly
+    os.environ["GUARDMATCH_VIEWS_DIR"] = str(REPO_ROOT / ".pytest_cache" / "no-shipped-views")
     import torch
 
     torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -27,6 +27,10 @@ class DataConfig(_Strict):
     train_format: str | None = Field(None, description="file format when `train` is a path (auto-detected)")
     data_dir: str | None = Field(None, description="local data root (else $GUARDMATCH_DATA_DIR, ../shared/data)")
     allow_hub: bool = True
+    source_subset: int | None = Field(None, ge=2, description=(
+        "use a fixed label-stratified subset of this many distinct texts of `train` as the source "
+        "(the same for every run seed; e.g. the response pairs the shipped views cover)"))
+    source_subset_seed: int = 20251202
     labels: int | Literal["all"] = Field(200, description="labeled budget drawn from `train`; the rest is unlabeled")
     strategy: Literal["stratified", "balanced"] = "stratified"
     validation: int = Field(0, ge=0, description="validation examples, counted against the budget")
@@ -64,7 +68,11 @@ class OptimConfig(_Strict):
     weight_decay: float = Field(5e-4, ge=0)
     layer_decay: float = Field(0.75, gt=0, le=1.0, description="layer-wise lr decay (1 = none)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    max_steps: int = Field(300, ge=1)
+    max_steps: int = Field(300, ge=1, description="training steps (replaced by a pass-based schedule when "
+                                                   "`epochs` or `pool_passes` is set)")
+    epochs: float | None = Field(None, gt=0, description="passes over the labeled examples (every algorithm)")
+    pool_passes: float | None = Field(None, gt=0, description=(
+        "SSL: passes over the unlabeled pool; with `epochs` too, the longer of the two schedules"))
     batch_size: int = Field(8, ge=1, description="labeled batch B per process")
     mu: int = Field(1, ge=1, description="unlabeled batch = mu * B")
     grad_clip: float | None = Field(1.0, gt=0)

@@ -243,17 +243,7 @@ def tokenize_inputs(
         return tokenizer(
             prompts, truncation=True, max_length=max_length, padding=padding, return_tensors=return_tensors
         )
-    responses = list(responses)
-    budget = max_length - tokenizer.num_special_tokens_to_add(pair=True)
-    p_enc = tokenizer(prompts, add_special_tokens=False, return_offsets_mapping=True)
-    r_enc = tokenizer(responses, add_special_tokens=False, return_offsets_mapping=True)
-    cut_prompts, cut_responses = [], []
-    for i, (prompt, response) in enumerate(zip(prompts, responses)):
-        p_off, r_off = p_enc["offset_mapping"][i], r_enc["offset_mapping"][i]
-        r_keep = min(len(r_off), budget - 1)  # at least one prompt token stays
-        p_keep = min(len(p_off), budget - r_keep)
-        cut_prompts.append(prompt[: p_off[p_keep - 1][1]] if p_keep > 0 and p_off else prompt[:0])
-        cut_responses.append(response[: r_off[r_keep - 1][1]] if r_keep > 0 and r_off else response[:0])
+    cut_prompts, cut_responses = cut_pairs(tokenizer, prompts, list(responses), max_length)
     # Re-tokenizing text cut at token boundaries gives the same tokens; "longest_first" is only a
     # safety net for tokenizers whose pieces change at a cut.
     return tokenizer(
@@ -264,6 +254,23 @@ def tokenize_inputs(
         padding=padding,
         return_tensors=return_tensors,
     )
+
+
+def cut_pairs(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], responses: Sequence[str],
+              max_length: int) -> tuple[list[str], list[str]]:
+    """(prompt, response) pairs cut at token boundaries to fit ``max_length``, prompt first: the
+    response keeps as many tokens as fit (leaving the prompt at least one), the prompt the rest."""
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    p_enc = tokenizer(list(prompts), add_special_tokens=False, return_offsets_mapping=True)
+    r_enc = tokenizer(list(responses), add_special_tokens=False, return_offsets_mapping=True)
+    cut_prompts, cut_responses = [], []
+    for i, (prompt, response) in enumerate(zip(prompts, responses)):
+        p_off, r_off = p_enc["offset_mapping"][i], r_enc["offset_mapping"][i]
+        r_keep = min(len(r_off), budget - 1)  # at least one prompt token stays
+        p_keep = min(len(p_off), budget - r_keep)
+        cut_prompts.append(prompt[: p_off[p_keep - 1][1]] if p_keep > 0 and p_off else prompt[:0])
+        cut_responses.append(response[: r_off[r_keep - 1][1]] if r_keep > 0 and r_off else response[:0])
+    return cut_prompts, cut_responses
 
 
 def _model_max_length(tokenizer: PreTrainedTokenizerBase, encoder: nn.Module) -> int:

@@ -124,3 +124,39 @@ def test_encrypted_at_rest_when_key_is_set(tmp_path, monkeypatch):
     raw = (cache.path / "shards" / "enc.jsonl").read_text()
     assert "secret harmful view" not in raw and raw.startswith("gmenc1:")
     assert ViewCache.open(cache.path).views_for(exs[:1], "prompt")[0][0].prompt == "secret harmful view"
+
+
+def test_pack_is_reproducible_dedups_and_ships(tmp_path, monkeypatch):
+    """A packed cache reads back alone (a fresh clone), is byte-for-byte reproducible, reads each
+    attempt once when shards still hold it, and is found (and continued) as a shipped cache."""
+    import gzip
+    import shutil
+
+    exs = _examples()
+    cache = ViewCache.create(DESC, FP, tmp_path / "root")
+    with cache.writer("run1") as w:
+        w.write(_rec(exs[1], 0, 0, REJECTED, "bad", "echo"))
+        w.write(_rec(exs[1], 0, 1, ACCEPTED, "view b"))
+        w.write(_rec(exs[0], 0, 0, ACCEPTED, "view a"))
+    out = cache.pack(prune=False)
+    packed = cache.path / "records.jsonl.gz"
+    first = packed.read_bytes()
+    assert out["records"] == 3 and out["shards_pruned"] == 0
+    lines = [json.loads(x) for x in gzip.decompress(first).decode().splitlines()]
+    assert [(r["key"], r["view"], r["attempt"]) for r in lines] == sorted((r["key"], r["view"], r["attempt"])
+                                                                        for r in lines)
+    both = ViewCache.open(cache.path)  # packed file and shard hold the same 3 attempts
+    assert both.stats()["prompt"]["attempts"] == 3
+    assert ViewCache.open(cache.path).pack(prune=True)["shards_pruned"] == 1
+    assert packed.read_bytes() == first and not list((cache.path / "shards").glob("*.jsonl"))
+
+    shipped = tmp_path / "repo-views"
+    shutil.copytree(cache.path, shipped / cache.path.name)
+    monkeypatch.setenv("GUARDMATCH_VIEWS_DIR", str(shipped))
+    fresh_root = tmp_path / "fresh"  # a fresh clone: nothing under the cache root
+    got = ViewCache.open("unit", cache_root=fresh_root)
+    assert got.path == shipped / cache.path.name
+    assert [v.prompt for v in got.views_for(exs[:2], "prompt")[1]] == ["view b"]
+    assert any(c["shipped"] for c in list_caches(fresh_root))
+    again = ViewCache.create(DESC, FP, fresh_root)  # generation continues the shipped cache in place
+    assert again.path == shipped / cache.path.name and again.slot_state(Task.PROMPT, exs[0].content_hash("prompt"), 0)[0]

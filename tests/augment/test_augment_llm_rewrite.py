@@ -82,6 +82,24 @@ def test_llama_cpp_sampling_is_seeded(smollm2_gguf):
     backend.close()
 
 
+def test_llama_cpp_seeded_generation_ignores_what_came_before(smollm2_gguf):
+    """A text's view depends on the text, template and seed only: not on the calls before it (the
+    KV prefix of another text, another template) nor on the process (a fresh backend)."""
+    sys_a = {"role": "system", "content": "You rewrite texts."}
+    sys_b = {"role": "system", "content": "You translate texts into German."}
+    conv = [sys_a, {"role": "user", "content": "Name three fruits."}]
+    other = [sys_a, {"role": "user", "content": "Name three fruits that are red and sweet."}]
+    switch = [sys_b, {"role": "user", "content": "Good morning."}]
+    p = [GenerationParams(max_new_tokens=12, temperature=1.0, seed=11)]
+    first = build_backend(BackendConfig(kind="llama-cpp", model="smollm2", threads=1, n_ctx=512))
+    alone = first.chat([conv], p)[0].text
+    first.close()
+    later = build_backend(BackendConfig(kind="llama-cpp", model="smollm2", threads=1, n_ctx=512))
+    after = [later.chat([c], p)[0].text for c in (other, conv, switch, conv)]
+    later.close()
+    assert alone.strip() and after[1] == alone and after[3] == alone
+
+
 def test_llama_cpp_parallel_contexts_give_the_same_generations(smollm2_gguf):
     """Two contexts share a batch out (longest first) and return it in order, as one context would."""
     convs = [[{"role": "user", "content": f"Name {n} fruits{'.' * n}"}] for n in (1, 5, 2, 4, 3)]

@@ -126,3 +126,19 @@ def test_real_wildguardtrain_budget_200(shared_data):
     assert labels(split.labeled) == (75, 85) and labels(split.validation) == (19, 21)
     assert len(split.unlabeled) == 3193
     assert split.manifest.source == "wildguardtrain_sample"
+
+
+def test_stratified_subset_keeps_shares_drops_repeats_and_is_fixed():
+    from guardmatch.data.splits import stratified_subset
+
+    # 30 harmful + 70 benign distinct texts, plus 5 rows repeating a benign text
+    exs = [Example(f"h{i}", f"harm {i}", None, 1, "u") for i in range(30)]
+    exs += [Example(f"b{i}", f"fine {i}", None, 0, "u") for i in range(70)]
+    exs += [Example(f"r{i}", "fine 0", None, 0, "u") for i in range(5)]
+    sub = stratified_subset(exs, 10, seed=3, task="prompt")
+    assert sum(ex.label == 1 for ex in sub) == 3 and sum(ex.label == 0 for ex in sub) == 7  # 30 % of 10
+    assert not any(ex.id.startswith("r") for ex in sub)
+    assert [ex.id for ex in sub] == [ex.id for ex in exs if ex in sub]  # source order
+    assert sub == stratified_subset(exs, 10, seed=3, task="prompt")
+    assert sub != stratified_subset(exs, 10, seed=4, task="prompt")
+    assert len(stratified_subset(exs, 1000, seed=3, task="prompt")) == 100

@@ -14,8 +14,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from guardmatch.augment.window import SourceWindow
 from guardmatch.data.example import Example, Task
 
 CACHE_FORMAT_VERSION = 1
@@ -28,6 +29,8 @@ class AugmenterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     seed: int = 0
+    window: SourceWindow | None = Field(None, description=(
+        "cut each source to the classifier's token window before augmenting (what the encoder reads)"))
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,12 @@ class ViewRequest:
     view_index: int
     attempt: int
     seed: int
+    source_key: str | None = None  # the uncut text's hash when ``example`` was cut to a window
+    window: dict[str, Any] | None = None  # how it was cut (see guardmatch.augment.window)
 
     @property
     def key(self) -> str:
-        return self.example.content_hash(self.task)
+        return self.source_key or self.example.content_hash(self.task)
 
     @property
     def source_text(self) -> str:
@@ -108,6 +113,8 @@ class Augmenter(ABC):
         """The JSON-able description stored in the manifest and hashed into the fingerprint
         (backend settings that only change speed, e.g. threads or the server URL, are left out)."""
         config = self.config.model_dump(mode="json")
+        if config.get("window") is None:  # no window: the fingerprint of caches made before it existed
+            config.pop("window", None)
         if isinstance(config.get("backend"), dict):
             from guardmatch.augment.backends.base import RUNTIME_FIELDS
 

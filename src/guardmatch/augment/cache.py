@@ -4,8 +4,15 @@ Layout (one directory per augmenter fingerprint)::
 
     <cache root>/views/<augmenter-name>-<fingerprint[:12]>/
         manifest.json          augmenter description, fingerprint, counts, rejection counts (atomic rewrite)
+        records.jsonl.gz       packed records (``guardmatch views pack``): what ships with the repository
         shards/<run-id>.jsonl  append-only records, one JSON object a line, one shard per run
         lock                   flock'ed by the one writer
+
+Caches are found under the cache root first, then in the *shipped* views folder (``views/`` of a
+source checkout, or ``$GUARDMATCH_VIEWS_DIR``), so a fresh clone trains on the views committed
+with it; generating into that folder (``--cache-dir`` of its parent) resumes where they end.
+A record is one attempt, identified by (task, key, view, attempt): the packed file and the shards
+may both hold it, and it is read once.
 
 Each record is one *attempt* at one view slot of one source text::
 
@@ -24,6 +31,8 @@ owner-only (0600/0700) and lines are encrypted when ``$GUARDMATCH_ENCRYPTION_KEY
 from __future__ import annotations
 
 import fcntl
+import gzip
+import io
 import json
 import os
 import re
@@ -41,6 +50,8 @@ from guardmatch.data.example import Example, Task
 ACCEPTED = "accepted"
 REJECTED = "rejected"
 MANIFEST = "manifest.json"
+PACKED = "records.jsonl.gz"
+SHIPPED_VIEWS_ENV = "GUARDMATCH_VIEWS_DIR"
 
 
 def cache_root(path: str | os.PathLike | None = None) -> Path:
@@ -52,6 +63,24 @@ def cache_root(path: str | os.PathLike | None = None) -> Path:
 
 def views_root(root: str | os.PathLike | None = None) -> Path:
     return cache_root(root) / "views"
+
+
+def shipped_views_dir() -> Path | None:
+    """``$GUARDMATCH_VIEWS_DIR``, else the ``views/`` folder of the source checkout, if it exists."""
+    env = os.environ.get(SHIPPED_VIEWS_ENV)
+    if env:
+        return Path(env).expanduser()
+    path = Path(__file__).resolve().parents[3] / "views"
+    return path if path.is_dir() else None
+
+
+def _view_bases(cache_root: str | os.PathLike | None) -> list[Path]:
+    root = Path(cache_root).expanduser() if cache_root is not None else security.cache_root()
+    bases = [root / "views"]
+    shipped = shipped_views_dir()
+    if shipped is not None and shipped.resolve() != bases[0].resolve():
+        bases.append(shipped)
+    return bases
 
 
 class MissingViewsError(LookupError):
@@ -188,6 +217,7 @@ class ViewCache:
         self.manifest = manifest
         # (task, key) -> view index -> records (attempt order)
         self._index: dict[tuple[Task, str], dict[int, list[ViewRecord]]] = defaultdict(lambda: defaultdict(list))
+        self._seen: set[tuple[Task, str, int, int]] = set()
         self.bad_lines = 0
         self._load()
 
@@ -199,8 +229,14 @@ class ViewCache:
     @classmethod
     def create(cls, description: dict[str, Any], fingerprint: str, cache_root: str | os.PathLike | None = None,
                command: str | None = None) -> "ViewCache":
-        """Open the cache of this augmenter description, creating directory and manifest if new."""
-        path = views_root(cache_root) / cls.dir_name(description["name"], fingerprint)
+        """Open the cache of this augmenter description, creating directory and manifest if new.
+
+        An existing cache of the same fingerprint in the shipped views folder is continued in place
+        (its new shards are packed with ``guardmatch views pack``), so shipped views are never redone."""
+        name = cls.dir_name(description["name"], fingerprint)
+        path = views_root(cache_root) / name
+        if not (path / MANIFEST).is_file():
+            path = next((b / name for b in _view_bases(cache_root) if (b / name / MANIFEST).is_file()), path)
         manifest_file = path / MANIFEST
         if manifest_file.is_file():
             manifest = json.loads(security.read_secure_bytes(manifest_file))
@@ -227,28 +263,29 @@ class ViewCache:
         path = Path(name_or_path).expanduser()
         if (path / MANIFEST).is_file():
             return cls._from_dir(path)
-        root = Path(cache_root).expanduser() if cache_root is not None else security.cache_root()
-        base = root / "views"
-        if (base / str(name_or_path) / MANIFEST).is_file():
-            return cls._from_dir(base / str(name_or_path))
-        candidates = sorted(p.parent for p in base.glob(f"{name_or_path}-*/{MANIFEST}")) if base.is_dir() else []
-        candidates = [p for p in candidates if p.name.rsplit("-", 1)[0] == str(name_or_path)]
-        if fingerprint:
-            candidates = [p for p in candidates if fingerprint.startswith(p.name.rsplit("-", 1)[1])
-                          or p.name.rsplit("-", 1)[1].startswith(fingerprint[:12])]
-        if not candidates:
-            known = sorted(p.name for p in base.iterdir()) if base.is_dir() else []
-            raise FileNotFoundError(
-                f"no view cache {str(name_or_path)!r} under {base}"
-                + (f"; caches there: {', '.join(known)}" if known else " (none yet)")
-                + ". Create one with `guardmatch augment --augmenter ... --input ...`"
-            )
-        if len(candidates) > 1:
-            raise ValueError(
-                f"{len(candidates)} caches of augmenter {str(name_or_path)!r} under {base} "
-                f"({', '.join(p.name for p in candidates)}): pass the directory name or path"
-            )
-        return cls._from_dir(candidates[0])
+        bases = _view_bases(cache_root)
+        for base in bases:  # the cache root wins over the shipped folder
+            if (base / str(name_or_path) / MANIFEST).is_file():
+                return cls._from_dir(base / str(name_or_path))
+        for base in bases:
+            candidates = sorted(p.parent for p in base.glob(f"{name_or_path}-*/{MANIFEST}")) if base.is_dir() else []
+            candidates = [p for p in candidates if p.name.rsplit("-", 1)[0] == str(name_or_path)]
+            if fingerprint:
+                candidates = [p for p in candidates if fingerprint.startswith(p.name.rsplit("-", 1)[1])
+                              or p.name.rsplit("-", 1)[1].startswith(fingerprint[:12])]
+            if len(candidates) > 1:
+                raise ValueError(
+                    f"{len(candidates)} caches of augmenter {str(name_or_path)!r} under {base} "
+                    f"({', '.join(p.name for p in candidates)}): pass the directory name or path"
+                )
+            if candidates:
+                return cls._from_dir(candidates[0])
+        known = sorted(p.name for base in bases if base.is_dir() for p in base.iterdir() if p.is_dir())
+        raise FileNotFoundError(
+            f"no view cache {str(name_or_path)!r} under {' or '.join(str(b) for b in bases)}"
+            + (f"; caches there: {', '.join(known)}" if known else " (none yet)")
+            + ". Create one with `guardmatch augment --augmenter ... --input ...`"
+        )
 
     @classmethod
     def _from_dir(cls, path: Path) -> "ViewCache":
@@ -261,6 +298,15 @@ class ViewCache:
 
     def _load(self) -> None:
         cipher = None  # decode_line falls back to the env key when a line is encrypted
+        packed = self.path / PACKED
+        if packed.is_file():
+            with gzip.open(packed, "rt", encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            self._add(ViewRecord.from_json(json.loads(line)))
+                        except (ValueError, KeyError) as exc:
+                            raise ValueError(f"{packed}, line {n}: not a view record ({exc})") from None
         for shard in self.shard_paths():
             records, _, bad = _read_shard(shard, cipher)
             self.bad_lines += bad
@@ -268,7 +314,40 @@ class ViewCache:
                 self._add(rec)
 
     def _add(self, record: ViewRecord) -> None:
+        ident = (record.task, record.key, record.view, record.attempt)
+        if ident in self._seen:  # already read from the packed file (or another shard)
+            return
+        self._seen.add(ident)
         self._index[(record.task, record.key)][record.view].append(record)
+
+    def pack(self, prune: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write every record to ``records.jsonl.gz`` (sorted, byte-for-byte reproducible), refresh
+        the manifest, and with ``prune`` delete the shards it now holds unless a writer is running.
+
+        Packed files are plain (never encrypted): pack only views you mean to share."""
+        records = sorted(self.iter_records(), key=lambda r: (r.task.value, r.key, r.view, r.attempt))
+        buf = io.BytesIO()
+        with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as gz:
+            for rec in records:
+                gz.write((json.dumps(rec.to_json(), ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
+        tmp = self.path / (PACKED + ".tmp")
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, self.path / PACKED)
+        pruned = 0
+        if prune:
+            with security.secure_open(self.path / "lock", "a") as lock:
+                try:
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    pass  # a run is writing: its shard stays; the next pack takes it
+                else:
+                    for shard in self.shard_paths():
+                        shard.unlink()
+                        pruned += 1
+                    fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        self.write_manifest(packed={"records": len(records), "bytes": (self.path / PACKED).stat().st_size,
+                                    "packed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, **(extra or {}))
+        return {"records": len(records), "bytes": (self.path / PACKED).stat().st_size, "shards_pruned": pruned}
 
     def repair(self) -> int:
         """Truncate torn/unparsable tails of shards (after a kill). Returns bytes removed."""
@@ -284,6 +363,7 @@ class ViewCache:
 
     def reload(self) -> "ViewCache":
         self._index.clear()
+        self._seen.clear()
         self.bad_lines = 0
         self._load()
         return self
@@ -407,14 +487,14 @@ class ViewCache:
 
 
 def list_caches(cache_root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Every view cache under the root with its manifest summary."""
-    root = views_root(cache_root)
+    """Every view cache under the root, then in the shipped views folder, with its manifest summary."""
     out = []
-    for manifest in sorted(root.glob(f"*/{MANIFEST}")):
-        data = json.loads(security.read_secure_bytes(manifest))
-        out.append({"dir": str(manifest.parent), "augmenter": data.get("augmenter"),
-                    "fingerprint": data.get("fingerprint", "")[:12], "counts": data.get("counts", {}),
-                    "updated": data.get("updated")})
+    for base in _view_bases(cache_root):
+        for manifest in sorted(base.glob(f"*/{MANIFEST}")):
+            data = json.loads(security.read_secure_bytes(manifest))
+            out.append({"dir": str(manifest.parent), "augmenter": data.get("augmenter"),
+                        "fingerprint": data.get("fingerprint", "")[:12], "counts": data.get("counts", {}),
+                        "updated": data.get("updated"), "shipped": base != _view_bases(cache_root)[0]})
     return out
 
 

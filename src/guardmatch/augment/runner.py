@@ -146,11 +146,7 @@ def augment(
                     if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
                         break
                     batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
-                    requests = [
-                        ViewRequest(s.example, task, s.view, s.attempts,
-                                    stable_seed(augmenter.config.seed, s.example.content_hash(task), s.view, s.attempts))
-                        for s in batch
-                    ]
+                    requests = [_request(augmenter, s, task) for s in batch]
                     t = time.perf_counter()
                     drafts = _safe_generate(augmenter, requests, first=attempts == 0)
                     gen_s += time.perf_counter() - t
@@ -160,6 +156,8 @@ def augment(
                     for slot, req, draft, reason in zip(batch, requests, drafts, reasons):
                         meta = {"augmenter": augmenter.name, "view_index": req.view_index, "attempt": req.attempt,
                                 **draft.metadata}
+                        if req.window is not None:
+                            meta["window"] = req.window
                         if draft.error:
                             meta["error"] = draft.error[:500]
                         writer.write(ViewRecord(task, req.key, req.view_index, req.attempt,
@@ -184,6 +182,18 @@ def augment(
                 _record_run(cache, report, attempts, accepted, rejected, t0, gen_s, filt_s, queue)
                 report.cache_counts = cache.manifest.get("counts", {})
     return report
+
+
+def _request(augmenter: Augmenter, slot: _Slot, task: Task) -> ViewRequest:
+    """The request for one slot; with a source window, its example is cut to what the encoder reads
+    (the request keeps the uncut text's key, and the cut is recorded in the view's metadata)."""
+    key = slot.example.content_hash(task)
+    seed = stable_seed(augmenter.config.seed, key, slot.view, slot.attempts)
+    window = augmenter.config.window
+    if window is None:
+        return ViewRequest(slot.example, task, slot.view, slot.attempts, seed)
+    example, meta = window.cut(slot.example, task)
+    return ViewRequest(example, task, slot.view, slot.attempts, seed, source_key=key, window=meta)
 
 
 def _record_run(cache: ViewCache, report: AugmentReport, attempts: int, accepted: int, rejected: Counter,

@@ -161,6 +161,20 @@ def show_command(cache: str = typer.Argument(..., help="cache directory, or augm
             break
 
 
+@views_app.command("pack")
+def pack_command(cache: str = typer.Argument(..., help="cache directory, or augmenter name (cache root, then views/)"),
+                 cache_dir: Optional[str] = typer.Option(None, "--cache-dir", envvar="GUARDMATCH_CACHE_DIR"),
+                 keep_shards: bool = typer.Option(False, "--keep-shards", help="keep the JSONL shards after packing")) -> None:
+    """Pack a cache into one reproducible records.jsonl.gz (what the repository's views/ folder ships)."""
+    from guardmatch.augment.cache import ViewCache
+
+    with friendly_errors():
+        vc = ViewCache.open(cache, cache_root=cache_dir)
+        out = vc.pack(prune=not keep_shards)
+    console.print(f"{vc.path / 'records.jsonl.gz'}: {out['records']:,} records, {out['bytes'] / 1e6:.2f} MB, "
+                  f"{out['shards_pruned']} shard(s) pruned")
+
+
 def register(app: typer.Typer) -> None:
     app.command("augment")(augment_command)
     app.add_typer(views_app)

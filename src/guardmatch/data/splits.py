@@ -255,3 +255,32 @@ def make_split(
     )
     manifest.content_hash = manifest.compute_hash()
     return Split(labeled, val, unlabeled, manifest)
+
+
+def stratified_subset(examples: Sequence[Example], n: int, seed: int, task: str | None = None) -> list[Example]:
+    """A fixed, label-stratified subset of ``n`` distinct texts of a source, in source order.
+
+    Used to define a smaller *source* (seed labels and pool are then split from it, per run seed),
+    e.g. the 1,000 response pairs the benchmark's views cover. Rows repeating an earlier row's text
+    (for ``task``) are left out first; each class keeps its share of the distinct texts.
+    """
+    if task is not None:
+        seen: set[str] = set()
+        distinct = []
+        for ex in examples:
+            key = ex.content_hash(task)
+            if key not in seen:
+                seen.add(key)
+                distinct.append(ex)
+        examples = distinct
+    if n >= len(examples):
+        return list(examples)
+    labels = np.array([-1 if ex.label is None else ex.label for ex in examples])
+    available = {c: int((labels == c).sum()) for c in sorted(set(labels.tolist()))}
+    counts = allocate(n, available, "stratified")  # unlabeled rows (-1) are a stratum of their own
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for c in sorted(counts):
+        positions = np.flatnonzero(labels == c)
+        keep += positions[rng.permutation(len(positions))[: counts[c]]].tolist()
+    return [examples[i] for i in sorted(keep)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
@@ -56,3 +57,15 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, num_layers: int) -> torc
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig):
     warmup = int(round(cfg.warmup_ratio * cfg.max_steps))
     return get_cosine_schedule_with_warmup(optimizer, warmup, cfg.max_steps)
+
+
+def scheduled_steps(cfg: OptimConfig, n_labeled: int, n_pool: int, processes: int = 1) -> int:
+    """Training steps of a pass-based schedule: ``epochs`` over the labeled examples and/or
+    ``pool_passes`` over the unlabeled pool (batches of ``batch_size`` and ``mu * batch_size`` per
+    process), the longer of the two; ``max_steps`` where neither is set."""
+    steps = []
+    if cfg.epochs is not None:
+        steps.append(math.ceil(cfg.epochs * n_labeled / (cfg.batch_size * processes)))
+    if cfg.pool_passes is not None and n_pool > 0:
+        steps.append(math.ceil(cfg.pool_passes * n_pool / (cfg.mu * cfg.batch_size * processes)))
+    return max(1, *steps) if steps else cfg.max_steps

@@ -30,11 +30,12 @@ from guardmatch.config import DataConfig, TrainConfig
 from guardmatch.data.example import Example, Task
 from guardmatch.data.loaders import LoadResult, load_file
 from guardmatch.data.overlap import check_overlap, remove_overlap
-from guardmatch.data.splits import Split, make_split
+from guardmatch.data.splits import Split, make_split, stratified_subset
 from guardmatch.data.suites import Suite, load_dataset, load_suite
 from guardmatch.data.validation import DataError
 from guardmatch.evaluation.report import EvaluationReport, evaluate_scores
 from guardmatch.model import GuardClassifier
+from guardmatch.training.optim import scheduled_steps
 from guardmatch.training.trainer import Trainer, TrainResult
 
 
@@ -76,6 +77,10 @@ def prepare_data(config: TrainConfig, console: Console | None = None) -> Prepare
     examples = source.examples
     if source.report.skipped:
         notes.append(f"{data.train}: skipped {dict(source.report.skipped)}")
+    if data.source_subset is not None:
+        examples = stratified_subset(examples, data.source_subset, data.source_subset_seed, task)
+        notes.append(f"{data.train}: source = a label-stratified subset of {len(examples)} distinct texts "
+                     f"(seed {data.source_subset_seed})")
     suite = None
     if data.suite_name():
         suite = load_suite(data.suite_name(), data.data_dir, data.allow_hub)
@@ -228,6 +233,11 @@ def run_training(
             algorithm.to(accelerator.device)
     timings["views_s"] = time.perf_counter() - t
 
+    steps = scheduled_steps(config.optim, len(split.labeled), len(pool) if uses_pool else 0,
+                            accelerator.num_processes)
+    if steps != config.optim.max_steps:
+        config = config.model_copy(update={"optim": config.optim.model_copy(update={"max_steps": steps})})
+        prepared.notes.append(f"schedule: {steps} steps ({_schedule_note(config, len(split.labeled), len(pool))})")
     model = build_model(config, algorithm.num_heads, algorithm.num_outputs(2))
     inputs = None
     if config.mode != "full":
@@ -288,6 +298,16 @@ def run_training(
         (out / "run.json").write_text(json.dumps(summary, indent=2))
     accelerator.wait_for_everyone()
     return RunResult(config, out, model_dir, result, report, timings, accelerator.is_main_process)
+
+
+def _schedule_note(config: TrainConfig, n_labeled: int, n_pool: int) -> str:
+    o = config.optim
+    parts = []
+    if o.epochs is not None:
+        parts.append(f"{o.epochs:g} epochs over {n_labeled} labels")
+    if o.pool_passes is not None and n_pool:
+        parts.append(f"{o.pool_passes:g} passes over a pool of {n_pool}")
+    return " and ".join(parts) + (": the longer schedule" if len(parts) > 1 else "")
 
 
 def _to_yaml(config: TrainConfig) -> str:
