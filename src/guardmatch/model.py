@@ -125,9 +125,14 @@ class GuardClassifier(ScoringMixin, nn.Module):
         return cls(config, enc, tok)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> "GuardClassifier":
-        """Load a classifier saved by :meth:`save_pretrained` (a local directory)."""
-        path = Path(path)
+    def from_pretrained(cls, path: str | Path, *, revision: str | None = None, token: str | None = None) -> "GuardClassifier":
+        """Load a classifier saved by :meth:`save_pretrained`: a local directory, or a Hub repo id
+        (``org/name``, downloaded with ``huggingface_hub``; ``HF_HUB_OFFLINE=1`` reads the local cache)."""
+        path = Path(path).expanduser()
+        if not path.exists() and _looks_like_repo_id(str(path)):
+            from huggingface_hub import snapshot_download
+
+            path = Path(snapshot_download(str(path), revision=revision, token=token))
         cfg_file = path / CONFIG_NAME
         if not cfg_file.exists():
             raise FileNotFoundError(f"{path} is not a guardmatch model directory (no {CONFIG_NAME})")
@@ -154,7 +159,26 @@ class GuardClassifier(ScoringMixin, nn.Module):
         save_file(_dedupe_shared(state), str(path / WEIGHTS_NAME), metadata={"format": "pt"})
         self.encoder.config.save_pretrained(path / ENCODER_DIR)
         self.tokenizer.save_pretrained(path)
+        from guardmatch.hf import save_hf_files
+        from guardmatch.model_card import write_model_card
+
+        save_hf_files(self, path)  # config.json: AutoModelForSequenceClassification / pipeline load it
+        write_model_card(self.config, path)
         return path
+
+    def push_to_hub(self, repo_id: str, *, private: bool = True, token: str | None = None,
+                    commit_message: str = "Upload guardmatch classifier") -> str:
+        """Save to a temporary directory and upload it (model card included) to the Hub; returns the URL."""
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
+        return str(getattr(info, "commit_url", info))
 
     # ------------------------------------------------------------------ forward
     @property
@@ -271,6 +295,11 @@ def cut_pairs(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], respon
         cut_prompts.append(prompt[: p_off[p_keep - 1][1]] if p_keep > 0 and p_off else prompt[:0])
         cut_responses.append(response[: r_off[r_keep - 1][1]] if r_keep > 0 and r_off else response[:0])
     return cut_prompts, cut_responses
+
+
+def _looks_like_repo_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
 
 
 def _model_max_length(tokenizer: PreTrainedTokenizerBase, encoder: nn.Module) -> int:

@@ -284,6 +284,10 @@ def run_training(
                                   results=evaluate_scores(scored, final.config.threshold),
                                   info={"suite": prepared.suite.describe(), "notes": prepared.notes})
         timings["eval_s"] = time.perf_counter() - t
+    if report is not None:  # the model card shows them
+        final.config.provenance["metrics"] = {
+            name: {k: r.metrics[k] for k in ("f1", "precision", "recall") if k in r.metrics}
+            for name, r in report.results.items()}
     if accelerator.is_main_process:
         final.save_pretrained(model_dir)
         if report is not None:
