@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from guardmatch.data.example import Task
 
@@ -110,6 +110,22 @@ class TrainConfig(_Strict):
     threads: int | None = Field(None, ge=1)
     resume: bool = Field(True, description="continue from the newest checkpoint in output_dir if any")
 
+    @model_validator(mode="after")
+    def _algorithm_known(self) -> "TrainConfig":
+        """The algorithm and its parameters are checked here, before any data is read or file written."""
+        import guardmatch.algorithms  # noqa: F401 - registers every algorithm
+        from guardmatch.algorithms.base import ALGORITHMS
+
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm: unknown algorithm {self.algorithm!r}; "
+                             f"available: {', '.join(ALGORITHMS.names())}")
+        try:
+            ALGORITHMS.get(self.algorithm).config_cls.model_validate(self.algorithm_params)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"algorithm_params of {self.algorithm}: {problems}") from None
+        return self
+
 
 class ConfigError(ValueError):
     """A config file or override that does not validate; the message names the key and the file."""
@@ -120,6 +136,9 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
         got = e.get("input")
+        if not loc:  # a check over the whole config: its message names the key
+            lines.append(f"  - {e['msg'].removeprefix('Value error, ')}")
+            continue
         got_s = "" if isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"  - {loc}: {e['msg']}{got_s}")
     return "\n".join(lines)

@@ -75,3 +75,16 @@ def test_train_then_evaluate_and_predict(tmp_path, tiny_dir, shared_data):
     assert again.exit_code == 0, again.output
     ids = [json.loads(x)["id"] for x in scores.read_text().splitlines()]
     assert len(ids) == 60 and len(set(ids)) == 60
+
+
+def test_version_and_names_checked_before_any_data_or_file(tmp_path):
+    from guardmatch import __version__
+
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.output.strip() == f"guardmatch {__version__}"
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["train", "--algorithm", "nosuch", "-o", str(out), "--data-dir", str(tmp_path / "none")])
+    assert res.exit_code == 2 and "unknown algorithm 'nosuch'" in res.output and "fixmatch" in res.output
+    res = runner.invoke(app, ["train", "--algorithm", "fixmatch", "-p", "treshold=0.9", "-o", str(out)])
+    assert res.exit_code == 2 and "algorithm_params of fixmatch: treshold" in res.output
+    assert not out.exists()  # nothing written, no data read

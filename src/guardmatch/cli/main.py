@@ -32,6 +32,20 @@ def _register_all() -> None:
             register(app)
 
 
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context, version: bool = typer.Option(False, "--version", help="print the guardmatch version and exit",
+                                       is_eager=True)) -> None:
+    """Train, evaluate and serve small LLM-safety classifiers with semi-supervised learning."""
+    if version:
+        from guardmatch import __version__
+
+        typer.echo(f"guardmatch {__version__}")
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
+
+
 _register_all()
 
 if __name__ == "__main__":  # pragma: no cover
