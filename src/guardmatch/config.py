@@ -73,6 +73,9 @@ class OptimConfig(_Strict):
     epochs: float | None = Field(None, gt=0, description="passes over the labeled examples (every algorithm)")
     pool_passes: float | None = Field(None, gt=0, description=(
         "SSL: passes over the unlabeled pool; with `epochs` too, the longer of the two schedules"))
+    length_buckets: int = Field(0, ge=0, description=(
+        "sort each window of this many batches by text length before batching (less padding, faster "
+        "steps; every item still comes once an epoch); 0 = plain shuffle"))
     batch_size: int = Field(8, ge=1, description="labeled batch B per process")
     mu: int = Field(1, ge=1, description="unlabeled batch = mu * B")
     grad_clip: float | None = Field(1.0, gt=0)

@@ -33,7 +33,9 @@ Derived-data registry (``<cache root>/derived.sqlite``) so ``guardmatch purge`` 
                                            moves; otherwise the resolved path).
     ``derived_from(source)``               registered artifacts, transitively.
     ``purge(pool, dry_run=False)``         deletes the pool, its sidecars and every registered
-                                           derivative; returns a :class:`PurgeReport`; audited.
+                                           derivative it owns alone; from a view cache shared with
+                                           other sources only the records of the pool's texts go;
+                                           returns a :class:`PurgeReport`; audited.
 
 Cache root: ``$GUARDMATCH_CACHE_DIR`` or ``~/.cache/guardmatch`` (``cache_root()``).
 
@@ -531,13 +533,20 @@ def derived_from(source: str | os.PathLike) -> list[dict]:
 
 @dataclass
 class PurgeReport:
-    """What ``purge`` removed (or would remove with ``dry_run``)."""
+    """What ``purge`` removed (or would remove with ``dry_run``).
+
+    ``filtered``: shared artifacts (a view cache that other sources registered too) kept, with the
+    number of per-text records removed from each; ``kept_shared``: shared artifacts kept whole,
+    with the reason (nothing of the pool's in them can be told apart).
+    """
 
     pool: str
     removed: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     bytes_freed: int = 0
     dry_run: bool = False
+    filtered: dict[str, int] = field(default_factory=dict)
+    kept_shared: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -558,17 +567,144 @@ def pool_sidecars(pool: str | os.PathLike) -> list[Path]:
                                                ".ingest-state.sqlite-shm", ".errors.jsonl")]
 
 
+def _other_owners(conn: sqlite3.Connection, path: str, fps: set[str], paths: set[str]) -> list[str]:
+    """Sources outside the purge that registered ``path`` too (so it is shared, not the pool's own)."""
+    rows = conn.execute("SELECT source_fp, source_path FROM derived WHERE path = ?", (path,)).fetchall()
+    return sorted({src for fp, src in rows if fp not in fps and src not in paths})
+
+
+def _text_keys(source: str | os.PathLike) -> set[tuple[str, str]] | None:
+    """``(task, content hash)`` of every text in ``source`` (both tasks), or None if unreadable.
+
+    These are the keys view caches store records under (``Example.content_hash(task)``).
+    """
+    from guardmatch.data.example import Task
+    from guardmatch.data.loaders import load_file
+
+    path = Path(source)
+    if not path.is_file():
+        return None
+    keys: set[tuple[str, str]] = set()
+    read_any = False
+    for task in Task:
+        try:
+            res = load_file(path, task=task, require_label=False, errors="skip", max_text_chars=None)
+        except Exception:  # noqa: BLE001 - a format without this task, or unreadable
+            continue
+        read_any = True
+        keys.update((task.value, ex.content_hash(task)) for ex in res.examples)
+    return keys if read_any else None
+
+
+def _is_view_cache(path: Path) -> bool:
+    return path.is_dir() and (path / "manifest.json").is_file() and (
+        (path / "shards").is_dir() or (path / "records.jsonl.gz").is_file())
+
+
+def _filter_view_cache(path: Path, drop: set[tuple[str, str]], dry_run: bool) -> int:
+    """Remove the records whose ``(task, key)`` is in ``drop`` from a view cache's shards and packed
+    file (rewritten atomically, same modes); returns how many records go. Holds the cache's lock."""
+    import gzip
+
+    cipher = AtRestCipher.from_env()
+    removed = 0
+
+    def keep(raw: str, where: str, n: int) -> bool:
+        nonlocal removed
+        text = raw.strip()
+        if not text:
+            return True
+        obj = json.loads(decode_line(text, cipher, file=where, line_no=n))
+        if (obj.get("task"), obj.get("key")) in drop:
+            removed += 1
+            return False
+        return True
+
+    with secure_open(path / "lock", "a") as lock:
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RuntimeError(f"{path} is being written by a `guardmatch augment` run; purge again "
+                                   "when it has finished (nothing was removed)") from None
+        for shard in sorted((path / "shards").glob("*.jsonl")) if (path / "shards").is_dir() else []:
+            with open(shard, encoding="utf-8", errors="surrogateescape") as fh:
+                lines = [ln for ln in fh if ln.endswith("\n")]  # a torn last line is dropped
+            kept = [ln for n, ln in enumerate(lines, 1) if keep(ln, str(shard), n)]
+            if not dry_run and len(kept) != len(lines):
+                tmp = shard.with_name(shard.name + ".purge-tmp")
+                with secure_open(tmp, "w", errors="surrogateescape") as out:
+                    out.writelines(kept)
+                os.replace(tmp, shard)
+        packed = path / "records.jsonl.gz"
+        if packed.is_file():
+            with gzip.open(packed, "rt", encoding="utf-8") as fh:
+                lines = [ln if ln.endswith("\n") else ln + "\n" for ln in fh]
+            kept = [ln for n, ln in enumerate(lines, 1) if keep(ln, str(packed), n)]
+            if not dry_run and len(kept) != len(lines):
+                tmp = packed.with_name(packed.name + ".purge-tmp")
+                with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz:
+                    gz.write("".join(kept).encode("utf-8"))
+                os.chmod(tmp, packed.stat().st_mode & 0o777)
+                os.replace(tmp, packed)
+    if removed and not dry_run:
+        from guardmatch.augment.cache import ViewCache
+
+        cache = ViewCache.open(path)  # fresh counts in its manifest
+        packed_info = cache.manifest.get("packed")
+        if isinstance(packed_info, dict) and packed.is_file():
+            packed_info = {**packed_info, "records": sum(1 for _ in gzip.open(packed, "rt", encoding="utf-8")),
+                           "bytes": packed.stat().st_size}
+            cache.write_manifest(packed=packed_info)
+        else:
+            cache.write_manifest()
+    return removed
+
+
 def purge(pool: str | os.PathLike, dry_run: bool = False) -> PurgeReport:
     """Delete ``pool``, its sidecars and every registered derivative; drop them from the registry.
 
-    Audited as action ``purge``. Unlinks only: blocks on disk, snapshots and backups are not
-    scrubbed (use encryption at rest and discard the key for that).
+    An artifact that other sources registered too (a view cache shared by several pools) is not
+    the pool's to delete: a view cache keeps its file and loses only the records of the pool's texts
+    (those no other owner holds: reference counts by text); any other shared artifact is kept whole
+    and listed in ``kept_shared``. Registry entries of other sources are never dropped. Audited as
+    action ``purge``. Unlinks only: blocks on disk, snapshots and backups are not scrubbed (use
+    encryption at rest and discard the key for that).
     """
     pool = Path(pool).expanduser()
     pool_fp = pool_fingerprint(pool)
     derived = derived_from(pool)  # before the manifest (which holds the fingerprint) goes
-    targets = [pool, *pool_sidecars(pool), *(Path(d["path"]) for d in derived)]
+    purged_paths = {str(pool.resolve())} | {d["path"] for d in derived}
+    purged_fps = {pool_fp} | {pool_fingerprint(p) for p in purged_paths}
     report = PurgeReport(pool=str(pool), dry_run=dry_run)
+    shared: dict[str, list[str]] = {}
+    with contextlib.closing(_registry()) as conn:
+        for d in derived:
+            owners = _other_owners(conn, d["path"], purged_fps, purged_paths)
+            if owners:
+                shared[d["path"]] = owners
+    pool_keys: set[tuple[str, str]] | None = None
+    plans: list[tuple[Path, set[tuple[str, str]]]] = []
+    for path, owners in shared.items():
+        target = Path(path)
+        if not target.exists():
+            continue
+        if not _is_view_cache(target):
+            report.kept_shared[path] = f"also derived from {', '.join(owners)}; kept whole"
+            continue
+        if pool_keys is None:
+            pool_keys = _text_keys(pool) or set()
+        if not pool_keys:
+            report.kept_shared[path] = "the pool's texts cannot be read, so its records cannot be told apart; kept whole"
+            continue
+        others = [_text_keys(o) for o in owners]
+        drop = set(pool_keys)
+        for keys in others:  # a text another owner holds too keeps its views (reference count > 0)
+            drop -= keys or set()
+        plans.append((target, drop))
+    for target, drop in plans:  # shared caches first: a busy cache stops the purge before anything goes
+        report.filtered[str(target)] = _filter_view_cache(target, drop, dry_run)
+    targets = [pool, *pool_sidecars(pool), *(Path(d["path"]) for d in derived if d["path"] not in shared)]
     for t in targets:
         if not (t.exists() or t.is_symlink()):
             if t == pool or any(str(t) == d["path"] for d in derived):
@@ -583,15 +719,17 @@ def purge(pool: str | os.PathLike, dry_run: bool = False) -> PurgeReport:
         else:
             t.unlink()
     if not dry_run:
-        paths = [str(pool.resolve())] + [d["path"] for d in derived]
-        fps = {d["source_fp"] for d in derived} | {pool_fp}
         with contextlib.closing(_registry()) as conn, conn:
-            for p in paths:
-                conn.execute("DELETE FROM derived WHERE path = ? OR source_path = ?", (p, p))
-            for fp in fps:
-                if fp.startswith("pool:"):
-                    conn.execute("DELETE FROM derived WHERE source_fp = ?", (fp,))
-        audit_log("purge", pool, None, removed=report.removed, bytes_freed=report.bytes_freed)
+            for p in purged_paths:
+                if p in shared:  # kept: only the purged sources' entries for it go
+                    continue
+                conn.execute("DELETE FROM derived WHERE path = ?", (p,))
+            for p in purged_paths:
+                conn.execute("DELETE FROM derived WHERE source_path = ?", (p,))
+            for fp in purged_fps:
+                conn.execute("DELETE FROM derived WHERE source_fp = ?", (fp,))
+        audit_log("purge", pool, None, removed=report.removed, bytes_freed=report.bytes_freed,
+                  filtered=report.filtered, kept_shared=sorted(report.kept_shared))
     return report
 
 

@@ -331,3 +331,52 @@ def test_oaimod_flags(tmp_path):
     assert [ex.label for ex in res.examples] == [0, 1]
     assert res.report.skipped["null label"] == 2 and res.report.skipped["unknown label"] == 1
     assert res.report.errors[0].field == "S"
+
+
+def test_lone_surrogate_is_a_named_row_problem_and_the_rest_is_read(tmp_path):
+    """``"\\ud800"`` is valid JSON but no valid text: the row is skipped with file, row and field."""
+    path = tmp_path / "lone.jsonl"
+    lines = [json.dumps(r) for r in good_rows(3)]
+    lines.insert(1, '{"id": "bad", "prompt": "abc \\ud800 def", "label": "harmful"}')
+    lines.insert(3, '{"id": "meta", "prompt": "fine", "label": "harmful", "metadata": {"who": ["x", "\\udfff"]}}')
+    path.write_text("\n".join(lines) + "\n", encoding="ascii")
+    res = load_file(path, errors="skip")
+    assert [ex.id for ex in res.examples] == [r["id"] for r in good_rows(3)]
+    first, second = res.report.errors
+    assert (first.file, first.row, first.field) == (str(path), 2, "prompt")
+    assert "lone surrogate U+D800 at character 4" in first.message
+    assert (second.row, second.field) == (4, "metadata.who[1]")
+    assert res.report.skipped["bad text"] == 2
+    with pytest.raises(DataError, match=r"row 2, field 'prompt': bad text"):
+        load_file(path)
+    json.dumps(res.summary(), ensure_ascii=False).encode("utf-8")  # the report itself always encodes
+
+    # CESU-8 encoded surrogates in a CSV (bytes ED A0 80) are undecodable bytes, named the same way
+    csv_path = tmp_path / "cesu.csv"
+    csv_path.write_bytes(b"id,prompt,label\n1,fine,harmful\n2,abc \xed\xa0\x80 def,unharmful\n3,ok too,unharmful\n")
+    res = load_file(csv_path, format="normalized", errors="skip")
+    (problem,) = res.report.errors
+    assert (problem.row, problem.field) == (3, "prompt") and "not valid UTF-8" in problem.message
+    assert [ex.id for ex in res.examples] == ["1", "3"]
+
+    rows = load_rows([{"prompt": "ok", "label": 1}, {"prompt": "x\ud800", "label": 0}], label="mem", errors="skip")
+    assert len(rows.examples) == 1 and (rows.report.errors[0].file, rows.report.errors[0].row) == ("mem", 2)
+
+
+def test_missing_label_column_is_reported_once_not_per_row(tmp_path):
+    rows = [{"id": f"r{i}", "prompt": f"prompt {i}"} for i in range(300)]
+    res = load_file(write_jsonl(tmp_path / "nolabel.jsonl", rows), errors="skip")
+    (problem,) = res.report.errors
+    assert (problem.row, problem.field) == (1, "label")
+    assert problem.message.startswith("missing column: 300 rows have no 'label' field (rows 1, 2, 3, 4, 5, ...)")
+    assert res.report.skipped["missing column"] == 300
+    assert_invariant(res)
+
+
+def test_semicolon_csv_gets_a_delimiter_hint(tmp_path):
+    path = tmp_path / "semi.csv"
+    path.write_text("id;prompt;label\n1;hello;harmful\n2;there;unharmful\n", encoding="utf-8")
+    with pytest.raises(DataError, match="semicolon-delimited"):
+        load_file(path)
+    with pytest.raises(DataError, match="semicolon-delimited"):
+        load_file(path, format="normalized")

@@ -143,3 +143,64 @@ def test_purge_removes_pool_sidecars_and_transitive_derivatives(tmp_path):
     assert sec.derived_from(pool) == []
     assert len(sec.derived_from(unrelated)) == 1
     assert sec.read_audit_log()[-1]["action"] == "purge"
+
+
+def _pool_file(path, prompts):
+    from guardmatch.data.example import Example
+    from guardmatch.data.loaders import save_jsonl
+
+    return save_jsonl([Example(f"{path.stem}-{i}", p, None, None, path.stem) for i, p in enumerate(prompts)], path)
+
+
+def test_purge_keeps_a_shared_view_cache_and_removes_only_the_pools_records(tmp_path):
+    """Two pools share one view cache: purging one removes its texts' records, never the cache."""
+    import gzip
+
+    from guardmatch.augment.cache import ACCEPTED, ViewCache, ViewRecord
+    from guardmatch.data.example import Example, Task
+
+    a = _pool_file(tmp_path / "a.jsonl", ["only in a", "in both pools", "also only in a"])
+    b = _pool_file(tmp_path / "b.jsonl", ["only in b", "in both pools"])
+    texts = ["only in a", "in both pools", "also only in a", "only in b"]
+    cache = ViewCache.create({"name": "unit", "config": {}}, "cd" * 32, tmp_path / "cache")
+
+    def rec(text, run):
+        key = Example("x", text).content_hash(Task.PROMPT)
+        return ViewRecord(Task.PROMPT, key, 0, 0, ACCEPTED, None, f"view of {text}", None, {}, run, "x")
+
+    with cache.writer("run1") as w:  # packed later
+        for t in texts[:2]:
+            w.write(rec(t, "run1"))
+    cache.pack()
+    with cache.writer("run2") as w:  # left in a shard
+        for t in texts[2:]:
+            w.write(rec(t, "run2"))
+    cache.register_source(a)
+    cache.register_source(b)
+    only_a = tmp_path / "a-preds.jsonl"
+    only_a.write_text("p\n")
+    sec.register_derived(a, only_a, "predictions")
+    shared_file = tmp_path / "both.bin"
+    shared_file.write_text("x")
+    sec.register_derived(a, shared_file, "embeddings")
+    sec.register_derived(b, shared_file, "embeddings")
+
+    dry = sec.purge(a, dry_run=True)
+    assert dry.filtered == {str(cache.path): 2} and cache.path.exists()
+    assert len(list(ViewCache.open(cache.path).iter_records())) == 4  # a dry run changes nothing
+    report = sec.purge(a)
+    assert not a.exists() and not only_a.exists() and str(only_a) in report.removed
+    assert cache.path.is_dir() and str(cache.path) not in report.removed
+    assert report.filtered == {str(cache.path): 2}
+    assert shared_file.exists() and str(shared_file) in report.kept_shared
+    left = {r.prompt for r in ViewCache.open(cache.path).iter_records()}
+    assert left == {"view of in both pools", "view of only in b"}
+    with gzip.open(cache.path / "records.jsonl.gz", "rt") as fh:
+        assert [json.loads(x)["prompt"] for x in fh] == ["view of in both pools"]
+    manifest = json.loads((cache.path / "manifest.json").read_text())
+    assert manifest["counts"]["prompt"]["texts"] == 2 and manifest["packed"]["records"] == 1
+    # the other pool's registry entries are intact: purging it later finds the cache again
+    assert {d["path"] for d in sec.derived_from(b)} == {str(cache.path), str(shared_file)}
+    assert sec.read_audit_log()[-1]["filtered"] == {str(cache.path): 2}
+    again = sec.purge(b)
+    assert not cache.path.exists() and not shared_file.exists() and str(cache.path) in again.removed

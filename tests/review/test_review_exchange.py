@@ -198,3 +198,25 @@ def test_bad_files_are_refused_whole_with_file_row_and_field(tmp_path, store):
     with pytest.raises(DataError, match="needs columns 'id' and 'label'"):
         (tmp_path / "c.csv").write_text("item,verdict\np1,harmful\n")
         import_reviews(store, tmp_path / "c.csv")
+
+
+def test_reimport_for_another_reviewer_records_their_reviews(tmp_path, store):
+    export_queue(store, tmp_path / "q.jsonl", "jsonl")
+    done = _fill_flat(tmp_path / "q.jsonl", tmp_path / "done.jsonl", {"p4": "harmful", "p2": "unharmful"}, reviewer=None)
+    first = import_reviews(store, done, reviewer="alice")
+    assert first["stored"] == 2
+    second = import_reviews(store, done, reviewer="bob")  # the same file, decided by someone else
+    assert not second["already_imported"] and second["stored"] == 2
+    assert import_reviews(store, done, reviewer="bob")["already_imported"]
+    who = {r[0] for r in store.conn.execute("SELECT reviewer FROM reviews")}
+    assert who == {"alice", "bob"}
+
+
+def test_overlong_reviewer_name_is_a_row_problem(tmp_path, store):
+    export_queue(store, tmp_path / "q.jsonl", "jsonl")
+    done = _fill_flat(tmp_path / "q.jsonl", tmp_path / "done.jsonl", {"p4": "harmful"}, reviewer="x" * 100_000)
+    with pytest.raises(DataError, match="reviewer name has 100,000 characters; at most 100"):
+        import_reviews(store, done)
+    with pytest.raises(ValueError, match="at most 100"):
+        store.add_review("p4", "harmful", "y" * 101)
+    assert store.conn.execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 0

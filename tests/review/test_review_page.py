@@ -65,7 +65,7 @@ def test_api_rejects_bad_input_and_sets_security_headers(tmp_path):
     from guardmatch.review.server import create_app
 
     _store(tmp_path / "q.db").close()
-    client = TestClient(create_app(tmp_path / "q.db", reviewer="alice"))
+    client = TestClient(create_app(tmp_path / "q.db", reviewer="alice"), base_url="http://127.0.0.1:8765")
     page = client.get("/")
     assert page.status_code == 200 and "guardmatch review" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
@@ -85,7 +85,7 @@ def test_api_rejects_bad_input_and_sets_security_headers(tmp_path):
     ok = client.post("/api/review", json={"item_id": first, "label": "harmful", "reviewer": "bob"}).json()
     assert ok["outcome"]["label"] == "harmful" and ok["progress"]["labeled"] == 1
     assert client.get("/api/item/ghost").status_code == 404
-    nobody = TestClient(create_app(tmp_path / "q.db"))
+    nobody = TestClient(create_app(tmp_path / "q.db"), base_url="http://127.0.0.1:8765")
     assert nobody.get("/api/next").status_code == 400
     assert nobody.post("/api/review", json={"item_id": first, "label": "harmful"}).status_code == 400
 
@@ -236,3 +236,24 @@ def test_label_items_in_a_real_browser(tmp_path):
             server.kill()
             server.wait(timeout=30)
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_host_header_and_reviewer_length_are_checked(tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from guardmatch.review.server import create_app
+
+    _store(tmp_path / "q.db").close()
+    app = create_app(tmp_path / "q.db", reviewer="alice")
+    for base in ("http://127.0.0.1:8765", "http://localhost", "http://[::1]:8765"):
+        assert TestClient(app, base_url=base).get("/api/status").status_code == 200, base
+    rebound = TestClient(app, base_url="http://attacker.example:8765")  # DNS rebinding: another name, our IP
+    assert rebound.get("/").status_code == 400 and rebound.get("/api/next").status_code == 400
+    c = TestClient(app, base_url="http://127.0.0.1:8765")
+    first = c.get("/api/next").json()["item"]["item_id"]
+    long = c.post("/api/review", json={"item_id": first, "label": "harmful", "reviewer": "z" * 100_000})
+    assert long.status_code == 422
+    assert c.get("/api/next", params={"reviewer": "z" * 101}).status_code == 422
+    with ReviewStore.open(tmp_path / "q.db") as s:
+        assert s.reviews() == []

@@ -117,12 +117,14 @@ def purge_cmd(
     from guardmatch.security import purge
 
     preview = purge(pool, dry_run=True)
-    if not preview.removed:
+    if not preview.removed and not preview.filtered:
         console.print(f"[bold red]error:[/] nothing to purge for {pool} (no such pool and no registered derivatives)")
         raise typer.Exit(2)
     if not dry_run and not yes:
         for p in preview.removed:
             console.print(f"  {p}")
+        for p, n in preview.filtered.items():
+            console.print(f"  {n:,} records in shared {p}")
         typer.confirm(f"Delete these {len(preview.removed)} paths ({preview.bytes_freed:,} bytes)?", abort=True)
     report = preview if dry_run else purge(pool)
     if as_json:
@@ -133,6 +135,11 @@ def purge_cmd(
         stdout.print(f"{verb} {p}")
     for p in report.missing:
         stdout.print(f"[yellow]already gone[/] {p}")
+    for p, n in report.filtered.items():
+        stdout.print(f"{'would keep' if dry_run else 'kept'} shared {p}: {n:,} records of this pool's texts "
+                     f"{verb.split()[-1]}")
+    for p, why in report.kept_shared.items():
+        stdout.print(f"[yellow]kept shared[/] {p}: {why}")
     stdout.print(f"{verb} {len(report.removed)} paths, {report.bytes_freed:,} bytes"
                  + ("" if dry_run else "; recorded in the audit log"))
 

@@ -32,7 +32,6 @@ import csv
 import gzip
 import io
 import json
-import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from guardmatch.data.example import (
     parse_label,
 )
 from guardmatch.security import EncryptionKeyError, decode_line, is_encrypted_line
-from guardmatch.data.validation import DataError, LoadReport, Problem
+from guardmatch.data.validation import DataError, LoadReport, Problem, unreadable_field, unreadable_text
 
 DEFAULT_MAX_TEXT_CHARS = 1_000_000
 """Default limit on prompt+response length; longer rows are errors (``max_text_chars=None`` = off)."""
@@ -58,7 +57,6 @@ Errors = Literal["raise", "skip"]
 OAIMOD_FLAGS = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
 TARGET_FIELDS = ("id", "prompt", "response", "label", "source", "metadata")
 
-_SURROGATE = re.compile("[\udc80-\udcff]")
 _DETECT_ROWS = 50  # rows of a jsonl file looked at to detect its format
 _PARQUET_BATCH = 1024
 
@@ -182,7 +180,7 @@ class _JsonlReader(_RowReader):
                     yield _Raw(lineno, index, None, Problem(
                         self.label, lineno, None, f"bad JSON: expected an object, got {type(obj).__name__}"))
                 else:
-                    yield _Raw(lineno, index, obj)
+                    yield _checked(obj, lineno, index, self.label)
                 index += 1
 
 
@@ -227,9 +225,10 @@ class _CsvReader(_RowReader):
                 last_line = reader.line_num
                 if not values:
                     continue
-                bad = [header[i] if i < len(header) else f"#{i + 1}" for i, v in enumerate(values) if _SURROGATE.search(v)]
+                bad = [(header[i] if i < len(header) else f"#{i + 1}", reason) for i, v in enumerate(values)
+                       if (reason := unreadable_text(v)) is not None]
                 if bad:
-                    yield _Raw(start, index, None, Problem(self.label, start, bad[0], "bad UTF-8: the field is not valid UTF-8"))
+                    yield _Raw(start, index, None, Problem(self.label, start, bad[0][0], f"bad UTF-8: {bad[0][1]}"))
                 elif len(values) != len(header):
                     yield _Raw(start, index, None, Problem(
                         self.label, start, None, f"bad CSV: {len(values)} fields, the header has {len(header)}"))
@@ -285,12 +284,21 @@ class _ParquetReader(_RowReader):
 class _RowsReader(_RowReader):
     """Rows already in memory (a Hub ``datasets.Dataset``, or a list of dicts)."""
 
-    def __init__(self, rows: Iterable[Mapping[str, Any]], columns: list[str] | None = None):
-        self.rows, self.columns = rows, columns
+    def __init__(self, rows: Iterable[Mapping[str, Any]], columns: list[str] | None = None, label: str = "rows"):
+        self.rows, self.columns, self.label = rows, columns, label
 
     def __iter__(self) -> Iterator[_Raw]:
         for index, row in enumerate(self.rows):
-            yield _Raw(index + 1, index, dict(row))
+            yield _checked(dict(row), index + 1, index, self.label)
+
+
+def _checked(row: dict[str, Any], lineno: int, index: int, label: str) -> _Raw:
+    """The row, or a problem naming the first field whose text is not valid Unicode (a lone
+    surrogate from a ``"\\ud800"`` escape): such text can be neither tokenized nor written back."""
+    bad = unreadable_field(row)
+    if bad is None:
+        return _Raw(lineno, index, row)
+    return _Raw(lineno, index, None, Problem(label, lineno, bad[0], f"bad text: {bad[1]}"))
 
 
 def _container(path: Path) -> str:
@@ -698,7 +706,8 @@ def _convert(
                 shown = sorted(seen_columns)[:20]
                 report.add(Problem(label, None, None, (
                     f"unknown format: cannot tell the format from the columns {shown}; pass format= (one of "
-                    f"{', '.join(FORMATS)}) or a column_mapping such as {{'text': 'prompt', 'is_bad': 'label'}}")))
+                    f"{', '.join(FORMATS)}) or a column_mapping such as {{'text': 'prompt', 'is_bad': 'label'}}"
+                    f"{_delimiter_hint(reader.columns or [])}")))
             elif not peeked:
                 report.add(Problem(label, None, None, "empty file: no rows to read"))
             for raw in rows:  # still report every row-level problem (bad UTF-8, bad JSON)
@@ -718,12 +727,13 @@ def _convert(
         if missing:
             for column in missing:
                 report.add(Problem(label, None, column, f"missing column: the file has no {column!r} column "
-                                                         f"(columns: {sorted(reader.columns)})"))
+                                                         f"(columns: {sorted(reader.columns)}){_delimiter_hint(reader.columns)}"))
             return _finish(LoadResult([], report, fmt, task, [label]), errors, label)
 
     seen_ids: dict[str, int] = {}
     seen_text: dict[str, tuple[int, int | None]] = {}
     prompt_label_on_response_rows: list[int] = []
+    missing_rows: dict[str, list[int]] = {}  # a column absent from rows: one problem per column, not per row
     for raw in rows:
         report.rows_read += 1
         if raw.problem is not None:
@@ -741,6 +751,10 @@ def _convert(
             if f.id in seen_ids:
                 raise _RowIssue("id", "duplicate id", f"{f.id!r} was already used at row {seen_ids[f.id]}")
         except _RowIssue as issue:
+            if issue.reason == "missing column" and issue.field:
+                missing_rows.setdefault(issue.field, []).append(raw.row)
+                report.skipped["missing column"] += 1
+                continue
             drop(Problem(label, raw.row, issue.field, issue.message(), issue.severity))  # type: ignore[arg-type]
             continue
         seen_ids[f.id] = raw.row
@@ -751,6 +765,13 @@ def _convert(
         seen_text.setdefault(key, (raw.row, value))
         examples.append(Example(id=f.id, prompt=prompt, response=response, label=value, source=f.source,
                                 metadata=f.metadata))
+    for column, rows_missing in missing_rows.items():
+        if len(rows_missing) == 1:
+            text = f"the row has no {column!r} field"
+        else:
+            shown = ", ".join(map(str, rows_missing[:5])) + (", ..." if len(rows_missing) > 5 else "")
+            text = f"{len(rows_missing):,} rows have no {column!r} field (rows {shown})"
+        report.add(Problem(label, rows_missing[0], column, f"missing column: {text}"))
     if prompt_label_on_response_rows:
         rows_shown = ", ".join(map(str, prompt_label_on_response_rows[:5]))
         report.add(Problem(label, None, "label", (
@@ -759,6 +780,17 @@ def _convert(
             f"the prompts unlabeled (rows {rows_shown}{', ...' if len(prompt_label_on_response_rows) > 5 else ''})")))
     report.kept = len(examples)
     return _finish(LoadResult(examples, report, fmt, task, [label]), errors, label)
+
+
+def _delimiter_hint(columns: Sequence[str]) -> str:
+    """A hint when a CSV header came out as one column holding another delimiter (``id;prompt;label``)."""
+    if len(columns) != 1:
+        return ""
+    for delim, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+        if delim in columns[0]:
+            return (f"; the header is one column {columns[0]!r}: the file looks {name}-delimited, but CSV is read "
+                    f"comma-separated: save it with commas (or as jsonl)")
+    return ""
 
 
 def _chain(first: list[_Raw], rest: Iterator[_Raw]) -> Iterator[_Raw]:
@@ -825,7 +857,7 @@ def load_rows(
     max_text_chars: int | None = DEFAULT_MAX_TEXT_CHARS,
 ) -> LoadResult:
     """Like :func:`load_file` for rows already in memory (dicts, or a ``datasets.Dataset``)."""
-    reader = _RowsReader(rows, list(columns) if columns is not None else None)
+    reader = _RowsReader(rows, list(columns) if columns is not None else None, label or source)
     return _convert(reader, label=label or source, fmt=format, task=Task(task), column_mapping=column_mapping,
                     label_mapping=label_mapping, source=source, errors=errors, require_label=require_label,
                     max_text_chars=max_text_chars)

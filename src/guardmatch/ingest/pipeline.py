@@ -194,7 +194,7 @@ class _Run:
                 self.cipher = None
         self.encryption = {"enabled": self.cipher is not None, "key_id": self.cipher.key_id if self.cipher else None,
                            "scheme": "fernet-line" if self.cipher else None}
-        self.counts = _Counts(_meta(self.conn, "counts"))
+        self.counts = _Counts(self._load_counts(_meta(self.conn, "counts")))
         _truncate(self.out, _meta(self.conn, "pool_bytes") or 0)
         _truncate(errs, _meta(self.conn, "errors_bytes") or 0)
         self.writer = JsonlWriter(self.out, cipher=self.cipher, append=True)
@@ -247,12 +247,8 @@ class _Run:
             if d.context:
                 prompt = d.rendered_prompt(prompt, [(r, redacted[unique[t]][0]) for r, t in d.context])
             meta = self.protect_metadata(d.metadata)
-            for k, v in meta.items():
-                if isinstance(v, str) and len(v) >= 6 and self.config.pii.enabled:
-                    spans = self.redactor.find(v)
-                    if spans:
-                        meta[k] = apply_spans(v, spans)
-                        found.update(s.type for s in spans)
+            if self.config.pii.enabled:
+                meta = {k: self.redact_value(v, found) for k, v in meta.items()}
             for t, n in found.items():
                 self.counts.bump("redactions", t, n)
             reason = self.filter.reason(prompt if response is None else response)
@@ -269,11 +265,50 @@ class _Run:
             if found:
                 self.counts.bump("redacted_examples")
             meta["kind"] = d.kind
-            ex = Example(id=d.id, prompt=prompt, response=response, label=None, source=d.source, metadata=meta)
+            ex = Example(id=self.protect_id(d.id, found), prompt=prompt, response=response, label=None,
+                         source=self.redact_value(d.source, found) if self.config.pii.enabled else d.source, metadata=meta)
             self.writer.write(ex.to_dict())
             self.counts.bump("kept")
             self.counts.bump("kept_by_kind", d.kind)
             self.counts.segment(meta)
+
+    def _pseudonym(self, value: str) -> str:
+        return hmac.new(bytes.fromhex(self.salt), value.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+    def _spans(self, text: str) -> list:
+        """PII in a short field (an id, a metadata value): patterns, and names with ``--names``."""
+        if len(text) < 6:
+            return []
+        return self.redactor.find_all(text) if self.config.pii.names else self.redactor.find(text)
+
+    def redact_value(self, value: Any, found: Counter) -> Any:
+        """A metadata value with its PII replaced by placeholders (strings in lists/dicts too)."""
+        if isinstance(value, str):
+            spans = self._spans(value)
+            if spans:
+                found.update(s.type for s in spans)
+                return apply_spans(value, spans)
+            return value
+        if isinstance(value, list):
+            return [self.redact_value(v, found) for v in value]
+        if isinstance(value, dict):
+            return {k: self.redact_value(v, found) for k, v in value.items()}
+        return value
+
+    def protect_id(self, record_id: str, found: Counter) -> str:
+        """The id with each PII span replaced by ``<TYPE-pseudonym>``: a keyed hash of the span, so
+        ids stay unique and stable across resumes but hold no e-mail, phone or name."""
+        if not self.config.pii.enabled:
+            return record_id
+        spans = self._spans(record_id)
+        if not spans:
+            return record_id
+        found.update(s.type for s in spans)
+        parts, pos = [], 0
+        for sp in spans:
+            parts += [record_id[pos:sp.start], f"<{sp.type}-{self._pseudonym(record_id[sp.start:sp.end])[:10]}>"]
+            pos = sp.end
+        return "".join(parts) + record_id[pos:]
 
     def protect_metadata(self, metadata: dict[str, Any]) -> dict[str, Any]:
         """Drop the ``drop`` fields; replace ``pseudonymize`` fields by a keyed hash (HMAC-SHA256)."""
@@ -281,9 +316,27 @@ class _Run:
         meta = {k: v for k, v in metadata.items() if k not in cols.drop}
         for k in cols.pseudonymize:
             if meta.get(k) not in (None, ""):
-                digest = hmac.new(bytes.fromhex(self.salt), str(meta[k]).encode("utf-8"), hashlib.sha256).hexdigest()
-                meta[k] = "anon-" + digest[:16]
+                meta[k] = "anon-" + self._pseudonym(str(meta[k]))
         return meta
+
+    # -- what goes to disk in plaintext ---------------------------------------------------------
+    def disk_counts(self) -> dict[str, Any]:
+        """The counts for the state file and the manifest. In an encrypted pool the segment values
+        (metadata values: regions, names, ...) are encrypted; only fields and numbers stay readable."""
+        c = dict(self.counts.c)
+        if self.cipher is not None and c.get("segments"):
+            seg = c["segments"]
+            c["segments"] = {"encrypted": self.cipher.encrypt_line(json.dumps(seg, ensure_ascii=False)),
+                             "fields": {k: {"distinct": len(v), "rows": sum(v.values())} for k, v in seg.items()}}
+        return c
+
+    def _load_counts(self, saved: dict | None) -> dict | None:
+        seg = (saved or {}).get("segments")
+        if isinstance(seg, dict) and "encrypted" in seg:
+            if self.cipher is None:
+                raise EncryptionKeyError(f"{self.out}: its counts are encrypted; set GUARDMATCH_ENCRYPTION_KEY to resume")
+            saved = {**saved, "segments": json.loads(self.cipher.decrypt_line(seg["encrypted"]))}
+        return saved
 
     # -- checkpoints ----------------------------------------------------------------------------
     def checkpoint(self, status: str = "running") -> dict:
@@ -293,7 +346,7 @@ class _Run:
         for path, (offset, line, records) in self._file_pos.items():
             self.conn.execute("UPDATE files SET offset = ?, line = ?, records = ? WHERE path = ?",
                               (offset, line, records, path))
-        _set_meta(self.conn, "counts", self.counts.c)
+        _set_meta(self.conn, "counts", self.disk_counts())
         _set_meta(self.conn, "pool_bytes", self.out.stat().st_size)
         _set_meta(self.conn, "errors_bytes", errors_path(self.out).stat().st_size)
         self.conn.commit()
@@ -323,7 +376,7 @@ class _Run:
             "rows": self.counts.c["kept"],
             "encryption": self.encryption,
             "inputs": files,
-            "counts": self.counts.c,
+            "counts": self.disk_counts(),
             "dedup": {**self.config.dedup.model_dump(), "bands": b, "rows_per_band": r},
             "filters": self.config.filters.model_dump(),
             "pii": {**self.config.pii.model_dump(), "backend": "presidio-analyzer recognizers + guardmatch secret/url patterns"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Literal
 
-from guardmatch.data.validation import Problem
+from guardmatch.data.validation import Problem, unreadable_field, unreadable_text
 
 Format = Literal["jsonl", "csv", "parquet"]
 _SKIP_CHUNK = 1 << 20
@@ -154,6 +154,10 @@ def _jsonl_records(src: _Source, file: str, start: int, line: int, max_line_byte
             yield RawRecord(file, line, pos, progress=src.progress(), problem=Problem(
                 file, line, None, f"expected a JSON object, got {type(obj).__name__}; skipped"))
             continue
+        bad = unreadable_field(obj)
+        if bad is not None:  # a "\ud800" escape: the text could be neither redacted nor written
+            yield RawRecord(file, line, pos, progress=src.progress(), problem=_bad_text(file, line, *bad))
+            continue
         yield RawRecord(file, line, pos, data=obj, progress=src.progress())
 
 
@@ -215,9 +219,11 @@ def read_csv(path: str | os.PathLike, start: int = 0, start_line: int = 0, max_l
             here, rec_start = rec_start, state["line"] + 1
             if not row or all(not c.strip() for c in row):
                 continue
-            if any(_has_surrogates(c) for c in row):
+            bad = [(header[i] if i < len(header) else f"#{i + 1}", r) for i, c in enumerate(row)
+                   if (r := unreadable_text(c)) is not None]
+            if bad:
                 yield RawRecord(file, here, state["pos"], progress=src.progress(), end_line=state["line"],
-                                problem=Problem(file, here, None, "not valid UTF-8; skipped"))
+                                problem=_bad_text(file, here, *bad[0]))
                 continue
             if len(row) != len(header):
                 yield RawRecord(file, here, state["pos"], progress=src.progress(), end_line=state["line"], problem=Problem(
@@ -228,12 +234,8 @@ def read_csv(path: str | os.PathLike, start: int = 0, start_line: int = 0, max_l
         src.close()
 
 
-def _has_surrogates(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-        return False
-    except UnicodeEncodeError:
-        return True
+def _bad_text(file: str, line: int, field: str, reason: str) -> Problem:
+    return Problem(file, line, field, f"{reason}; skipped")
 
 
 def read_parquet(path: str | os.PathLike, start: int = 0, batch_size: int = 2048) -> Iterator[RawRecord]:
@@ -261,7 +263,9 @@ def read_parquet(path: str | os.PathLike, start: int = 0, batch_size: int = 2048
             row += 1
             if row <= start:
                 continue
-            yield RawRecord(file, row, row, data=obj, progress=size * row // total)
+            bad = unreadable_field(obj)
+            yield RawRecord(file, row, row, data=None if bad else obj, progress=size * row // total,
+                            problem=_bad_text(file, row, *bad) if bad else None)
 
 
 def read_records(path: str | os.PathLike, fmt: Format | None = None, start: int = 0, start_line: int = 0,

@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable
 
 from guardmatch.data.example import LABEL_NAMES, UnknownLabelError, is_null, text_hash
 from guardmatch.data.validation import DataError, Problem
-from guardmatch.review.store import SKIP, ReviewStore, _label_value
+from guardmatch.review.store import MAX_REVIEWER_CHARS, SKIP, ReviewStore, _label_value
 from guardmatch.security import audit_log, secure_open
 
 FORMATS = ("jsonl", "csv", "argilla", "labelstudio")
@@ -374,6 +374,9 @@ def read_reviews(
         who = reviewer if is_null(who) else str(who).strip()
         if is_null(who):
             row_problems.append(Problem(str(path), n, "reviewer", "missing reviewer (set the column or pass --reviewer)"))
+        elif len(who) > MAX_REVIEWER_CHARS:
+            row_problems.append(Problem(str(path), n, "reviewer", f"reviewer name has {len(who):,} characters; "
+                                                                  f"at most {MAX_REVIEWER_CHARS}"))
         prompt = r.get("prompt")
         if item_id in hashes and isinstance(prompt, str):
             response = r.get("response")
@@ -422,6 +425,10 @@ def import_reviews(
     """Validate then store a review file in one transaction (see the module docstring)."""
     path = Path(path)
     rows, problems, info = read_reviews(store, path, fmt, reviewer=reviewer, errors=errors)
-    result = store.import_reviews(rows, source_hash=info["sha256"], path=str(path), fmt=info["format"],
+    # the file *and* the reviewer it was imported for: the same file imported again for another
+    # --reviewer is another set of decisions (rows naming their reviewer dedupe as before)
+    key = info["sha256"] if reviewer is None else hashlib.sha256(
+        f"{info['sha256']}\0reviewer={reviewer.strip()}".encode("utf-8")).hexdigest()
+    result = store.import_reviews(rows, source_hash=key, path=str(path), fmt=info["format"],
                                   progress=progress, progress_every=progress_every)
     return {**info, **result, "valid_rows": len(rows), "problems": [str(p) for p in problems]}

@@ -23,7 +23,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from guardmatch.data.example import UnknownLabelError
-from guardmatch.review.store import ReviewStore
+from guardmatch.review.store import MAX_REVIEWER_CHARS, ReviewStore
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 class ReviewIn(BaseModel):
@@ -31,7 +33,7 @@ class ReviewIn(BaseModel):
 
     item_id: str = Field(min_length=1)
     label: str
-    reviewer: str = ""
+    reviewer: str = Field("", max_length=MAX_REVIEWER_CHARS)
     note: str | None = Field(None, max_length=4000)
 
 
@@ -39,8 +41,21 @@ def static_dir() -> Path:
     return Path(str(resources.files("guardmatch.review") / "static"))
 
 
-def create_app(db_path: str | Path, reviewer: str | None = None) -> Any:
-    """The FastAPI app serving ``db_path`` (needs the ``serve`` extra: fastapi, uvicorn)."""
+def _host_name(host_header: str) -> str:
+    """``localhost:8765`` -> ``localhost``, ``[::1]:8765`` -> ``[::1]`` (lower-cased)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    name, _, port = host.partition(":")
+    return name if not port or port.isdigit() else host
+
+
+def create_app(db_path: str | Path, reviewer: str | None = None, allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS) -> Any:
+    """The FastAPI app serving ``db_path`` (needs the ``serve`` extra: fastapi, uvicorn).
+
+    Requests whose ``Host`` is not one of ``allowed_hosts`` (any port) get 400: a page on another
+    site that resolves its own name to 127.0.0.1 (DNS rebinding) cannot read or label items.
+    """
     try:
         from fastapi import FastAPI, HTTPException, Request
         from fastapi.responses import FileResponse, JSONResponse
@@ -55,8 +70,13 @@ def create_app(db_path: str | Path, reviewer: str | None = None) -> Any:
     app = FastAPI(title="guardmatch review", docs_url=None, redoc_url=None, openapi_url=None)
     static = static_dir()
 
+    allowed = {h.lower() for h in allowed_hosts}
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
+        if _host_name(request.headers.get("host", "")) not in allowed:
+            return JSONResponse({"detail": f"unexpected Host header; this page answers only to "
+                                           f"{', '.join(sorted(allowed))}"}, status_code=400)
         if request.method == "POST":
             ctype = request.headers.get("content-type", "")
             if not ctype.startswith("application/json"):
@@ -94,6 +114,8 @@ def create_app(db_path: str | Path, reviewer: str | None = None) -> Any:
     @app.get("/api/next")
     def next_item(reviewer: str = "", exclude: str = "") -> dict[str, Any]:
         who = reviewer or default_reviewer
+        if len(who) > MAX_REVIEWER_CHARS:
+            raise HTTPException(422, f"reviewer names have at most {MAX_REVIEWER_CHARS} characters")
         if not who:
             raise HTTPException(400, "set a reviewer name first")
         with store() as s:
@@ -130,4 +152,5 @@ def serve(db_path: str | Path, host: str = "127.0.0.1", port: int = 8765, review
     """Run the review page with uvicorn (blocking)."""
     import uvicorn
 
-    uvicorn.run(create_app(db_path, reviewer), host=host, port=port, log_level="warning")
+    hosts = LOOPBACK_HOSTS if host in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::") else (*LOOPBACK_HOSTS, host)
+    uvicorn.run(create_app(db_path, reviewer, allowed_hosts=hosts), host=host, port=port, log_level="warning")

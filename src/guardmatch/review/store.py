@@ -47,6 +47,7 @@ from guardmatch.security import secure_open
 
 SCHEMA_VERSION = 1
 SKIP = "skip"
+MAX_REVIEWER_CHARS = 100  # a reviewer name is a name, not a payload
 PROVENANCES = ("seed", "human", "pseudo")
 
 _SCHEMA = """
@@ -452,6 +453,8 @@ class ReviewStore:
         reviewer = (reviewer or "").strip()
         if not reviewer:
             raise ValueError("a review needs a reviewer name")
+        if len(reviewer) > MAX_REVIEWER_CHARS:
+            raise ValueError(f"reviewer name has {len(reviewer):,} characters; at most {MAX_REVIEWER_CHARS}")
         if c.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is None:
             raise KeyError(f"unknown item id {item_id!r}")
         value = _label_value(label)

@@ -25,13 +25,21 @@ Endpoints
 status, request latency, batch sizes, inference time, queue depth, process memory), ``GET /v1/models``.
 
 Errors use OpenAI's error body ``{"error": {"message", "type", "param", "code"}}``: 413 for a body,
-list or text over the limits, 422 for a malformed request (the message names the field), 401 for a
-missing/wrong bearer token when ``api_key`` is set, 503 when the queue is full. The server keeps no
-request text: nothing is logged or written but counts and timings.
+list or text over the limits, 422 for a malformed request (the message names the field: a text that
+is not valid Unicode, such as a lone surrogate ``"\ud800"``, is ``input[3]``; JSON nested deeper
+than ``max_json_depth`` is refused before it is parsed), 401 for a missing/wrong bearer token when
+``api_key`` is set, 503 when the queue is full. The server keeps no request text: nothing is logged
+or written but counts and timings.
+
+Isolation and fairness: texts are cut to what the model reads (:func:`~guardmatch.serving.backends.
+model_window_chars`) before tokenizing, batches hold at most ``max_batch`` texts taken round-robin
+across requests, and a batch that raises is retried request by request, so one bad or large
+request never fails or stalls anyone else's (see :mod:`guardmatch.serving.batcher`).
 """
 
 import asyncio
 import hmac
+import re
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +48,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from guardmatch.data.example import LABEL_NAMES, Task
+from guardmatch.data.validation import unreadable_text
+from guardmatch.serving.backends import cut_to_window
 from guardmatch.serving.batcher import MicroBatcher, QueueFullError
 
 # The category keys of OpenAI's moderation results (omni-moderation), all present in every result.
@@ -61,6 +73,7 @@ class ServerConfig:
     max_list_length: int = 64
     max_input_chars: int = 32_000
     max_body_bytes: int | None = None  # default: derived from the two limits above
+    max_json_depth: int = 16  # the deepest valid request nests 3 levels ({"input": [{"text": ...}]})
     queue_limit: int = 4096
     api_key: str | None = None
     inference_batch_size: int | None = None  # default: max_batch
@@ -93,11 +106,15 @@ class ServedModel:
     def backend(self) -> str:
         return "onnx" if type(self.classifier).__name__ == "OnnxClassifier" else "pytorch"
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, *, with_path: bool = True) -> dict[str, Any]:
+        """What the model is; ``with_path=False`` leaves out its filesystem path (for ``/healthz``)."""
         cfg = self.classifier.config
-        return {"name": self.name, "path": self.path, "task": self.task.value, "backend": self.backend,
-                "threshold": self.threshold, "temperature": float(cfg.temperature),
-                "calibrated": bool(cfg.calibration)}
+        out = {"name": self.name, "path": self.path, "task": self.task.value, "backend": self.backend,
+               "threshold": self.threshold, "temperature": float(cfg.temperature),
+               "calibrated": bool(cfg.calibration), "max_length": int(cfg.max_length)}
+        if not with_path:
+            del out["path"]
+        return out
 
 
 class ApiError(Exception):
@@ -106,11 +123,16 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
                  code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
+        message, param = _printable(message), _printable(param)  # a client's bad text must not break the reply
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
         self.headers = headers
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def _printable(text: str | None) -> str | None:
+    return None if text is None else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class _BodyTooLarge(Exception):
@@ -170,7 +192,53 @@ def _check_text(text: Any, where: str, cfg: ServerConfig) -> str:
     if len(text) > cfg.max_input_chars:
         raise ApiError(413, f"{where} has {len(text)} characters; this server accepts at most "
                             f"{cfg.max_input_chars} per text", param=where, code="input_too_large")
+    reason = unreadable_text(text)
+    if reason is not None:
+        raise ApiError(422, f"{where} is {reason}", param=where, code="invalid_text")
     return text
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)  # a JSON string (or its unterminated rest)
+
+
+def json_depth(raw: bytes, limit: int) -> int:
+    """How deep ``raw`` nests arrays/objects outside strings; counting stops once past ``limit``.
+
+    Linear and in C (a regex drops the strings, numpy sums the brackets 1 MiB at a time), so a
+    body of a million ``[`` is refused in milliseconds instead of exhausting the parser's recursion.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return 0  # cannot nest deeper than the limit (the common case: no scan)
+    bare = np.frombuffer(_JSON_STRING.sub(b"", raw), dtype=np.uint8)
+    depth = deepest = 0
+    for start in range(0, len(bare), 1 << 20):
+        part = bare[start:start + (1 << 20)]
+        step = ((part == ord("[")) | (part == ord("{"))).astype(np.int32)
+        step -= ((part == ord("]")) | (part == ord("}"))).astype(np.int32)
+        running = np.cumsum(step) + depth
+        deepest = max(deepest, int(running.max(initial=depth)))
+        depth = int(running[-1]) if len(running) else depth
+        if deepest > limit:
+            break
+    return deepest
+
+
+def parse_json_body(raw: bytes, cfg: ServerConfig) -> Any:
+    """The request's JSON, with nesting bounded before parsing; raises :class:`ApiError` (422)."""
+    import json
+
+    if not raw:
+        return None
+    depth = json_depth(raw, cfg.max_json_depth)
+    if depth > cfg.max_json_depth:
+        raise ApiError(422, f"request body nests {depth} levels deep; this server accepts at most "
+                            f"{cfg.max_json_depth}", code="too_deep")
+    try:
+        return json.loads(raw)
+    except RecursionError:  # a safety net: the scan above already bounds the depth
+        raise ApiError(422, "request body nests too deeply", code="too_deep") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(422, f"request body is not valid JSON: {exc}") from None
 
 
 def parse_moderation_input(body: Any, cfg: ServerConfig) -> list[str]:
@@ -264,8 +332,9 @@ def create_app(
 
     for key, served in models.items():
         def scorer(items: list[tuple[str, str | None]], served: ServedModel = served) -> list[float]:
-            prompts = [p for p, _ in items]
-            responses = [r or "" for _, r in items] if served.task is Task.RESPONSE else None
+            window = int(served.classifier.config.max_length)
+            prompts = cut_to_window([p for p, _ in items], window)
+            responses = cut_to_window([r or "" for _, r in items], window) if served.task is Task.RESPONSE else None
             return [float(x) for x in served.classifier.predict_proba(prompts, responses, batch_size=infer_bs)]
 
         def on_batch(size: int, seconds: float, name: str = key) -> None:
@@ -370,13 +439,7 @@ def create_app(
     app.add_middleware(Guard)
 
     async def json_body(request: Request) -> Any:
-        import json
-
-        raw = await request.body()
-        try:
-            return json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(422, f"request body is not valid JSON: {exc}") from None
+        return parse_json_body(await request.body(), cfg)
 
     async def score(key: str, items: Sequence[tuple[str, str | None]]) -> list[float]:
         served = models[key]
@@ -393,7 +456,7 @@ def create_app(
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "uptime_s": round(time.time() - app.state.started, 3),
-                "models": {k: m.describe() for k, m in models.items()}}
+                "models": {k: m.describe(with_path=False) for k, m in models.items()}}
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from guardmatch.data.example import Task
 from guardmatch.data.loaders import DEFAULT_MAX_TEXT_CHARS, LoadResult
 from guardmatch.security import AtRestCipher, iter_jsonl, open_jsonl_writer, register_derived
+from guardmatch.serving.backends import cut_to_window
 
 
 def _done_ids(path: Path) -> set[str]:
@@ -108,6 +109,7 @@ def predict_file(
         model = load_classifier(model)
     task = Task(model.config.task)
     thr = model.config.threshold if threshold is None else threshold
+    window = int(model.config.max_length)
     chunks = iter_file_chunks(input_path, format=format, task=task, column_mapping=column_mapping,
                               chunk_size=chunk_size)
     out_path = Path(out_path)
@@ -129,8 +131,8 @@ def predict_file(
             todo = [ex for ex in part.examples if ex.id not in done]
             already += len(part.examples) - len(todo)
             if todo:
-                prompts = [ex.prompt for ex in todo]
-                responses = [ex.response or "" for ex in todo] if task is Task.RESPONSE else None
+                prompts = cut_to_window([ex.prompt for ex in todo], window)
+                responses = cut_to_window([ex.response or "" for ex in todo], window) if task is Task.RESPONSE else None
                 probs = model.predict_proba(prompts, responses, batch_size=batch_size)
                 for ex, p in zip(todo, probs):
                     writer.write({"id": ex.id, "p_harmful": round(float(p), 6), "flagged": bool(p >= thr),

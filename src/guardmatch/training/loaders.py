@@ -26,19 +26,40 @@ class StepSampler:
     stream: int = 0  # distinguishes the labeled and unlabeled streams drawn with one seed
     world_size: int = 1
     rank: int = 0
+    lengths: tuple[int, ...] | None = None  # per-item text lengths, for length bucketing
+    bucket: int = 0  # sort each window of this many global batches by length (0: plain shuffle)
 
     def __post_init__(self) -> None:
         if self.size <= 0:
             raise ValueError("cannot sample batches from an empty set")
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank {self.rank} outside world size {self.world_size}")
+        if self.bucket and (self.lengths is None or len(self.lengths) != self.size):
+            raise ValueError("length bucketing needs one length per item")
 
     @property
     def global_batch_size(self) -> int:
         return self.batch_size * self.world_size
 
     def _permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.stream, epoch]).permutation(self.size)
+        """The epoch's order. With ``bucket``, each window of ``bucket`` global batches of the
+        shuffled order is sorted by length and cut into batches, and the batches are shuffled
+        again: every item still comes once an epoch, and a batch holds texts of similar length, so
+        dynamic padding pads little."""
+        rng = np.random.default_rng([self.seed, self.stream, epoch])
+        perm = rng.permutation(self.size)
+        if not self.bucket:
+            return perm
+        g = self.global_batch_size
+        lengths = np.asarray(self.lengths)
+        window = self.bucket * g
+        batches = []
+        for start in range(0, self.size, window):
+            chunk = perm[start : start + window]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            batches += [chunk[i : i + g] for i in range(0, len(chunk), g)]
+        order = rng.permutation(len(batches))
+        return np.concatenate([batches[i] for i in order])
 
     def global_indices(self, step: int) -> np.ndarray:
         """Indices of the whole (all ranks) batch at ``step``."""

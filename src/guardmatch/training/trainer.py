@@ -106,8 +106,10 @@ class Trainer:
         self.optimizer = build_optimizer(model, config.optim, num_encoder_layers(model))
         self.scheduler = build_scheduler(self.optimizer, config.optim)
         self.wrapped, self.optimizer = acc.prepare(self.model, self.optimizer)
+        bucket = config.optim.length_buckets
         self.lb_sampler = StepSampler(
-            len(self.labeled), config.optim.batch_size, config.seed, 0, acc.num_processes, acc.process_index
+            len(self.labeled), config.optim.batch_size, config.seed, 0, acc.num_processes, acc.process_index,
+            lengths=_lengths(self.labeled) if bucket else None, bucket=bucket,
         )
         self.ulb_sampler = (
             StepSampler(
@@ -117,6 +119,8 @@ class Trainer:
                 1,
                 acc.num_processes,
                 acc.process_index,
+                lengths=_lengths(self.unlabeled) if bucket else None,
+                bucket=bucket,
             )
             if algorithm.uses_unlabeled
             else None
@@ -391,3 +395,8 @@ class Trainer:
             history=history,
             resumed_from=resumed_from,
         )
+
+
+def _lengths(examples: Sequence[Example]) -> tuple[int, ...]:
+    """Characters the encoder reads of each example (prompt, plus response for pairs)."""
+    return tuple(len(ex.prompt) + len(ex.response or "") for ex in examples)

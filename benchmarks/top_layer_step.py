@@ -1,0 +1,142 @@
+"""Seconds per top-layer training step, before and after (issue 13, item 4), per method.
+
+Settings, each on the same data (200 stratified WildGuardTrain labels, an unlabeled pool of the
+texts holding EDA views from ``views/``, capped), packaged MiniLM, max length 128, B=16, mu=1:
+
+* ``top-2, shuffled``: today's grid cells (top 2 layers fine-tuned, random batches, dynamic padding);
+* ``top-2, length buckets``: batches drawn from windows of 16 batches sorted by length
+  (``optim.length_buckets=16``), so a batch pads to a similar length;
+* ``top-1, length buckets``: only the top layer fine-tuned (its quality side by side is in the grid report).
+
+Also the padding efficiency of each sampler (real tokens / padded tokens over the first 200 steps),
+a deterministic figure independent of machine load. Timings: median wall seconds of a step after 3
+warm-up steps, ``--threads`` torch threads (report the load: other jobs share the cores).
+
+    nice -n 0 python benchmarks/top_layer_step.py [--steps 20] [--threads 1]
+
+Writes ``benchmarks/results/top_layer_step.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from guardmatch.config import TrainConfig
+from guardmatch.training import run as run_mod
+from guardmatch.training.loaders import StepSampler
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METHODS = ("supervised", "fixmatch", "marginmatch", "multimatch")
+SETTINGS = {"top-2, shuffled": (2, 0), "top-2, length buckets": (2, 16), "top-1, length buckets": (1, 16)}
+
+
+def config(method: str, top: int, bucket: int, steps: int, work: Path, pool_cap: int) -> TrainConfig:
+    return TrainConfig.model_validate({
+        "output_dir": str(work / f"{method}-{top}-{bucket}"), "algorithm": method, "mode": "top_layers",
+        "top_layers": top, "feature_cache_dir": str(work / "features"), "seed": 0, "resume": False,
+        "algorithm_params": {"recalibrate_every": 25} if method == "multimatch" else {},
+        "data": {"train": "wildguardtrain", "labels": 200, "suite": "none", "allow_hub": False,
+                 "unlabeled_limit": pool_cap},
+        "model": {"encoder": "minilm", "max_length": 128},
+        "optim": {"batch_size": 16, "mu": 1, "max_steps": steps, "length_buckets": bucket, "lr": 2e-4},
+        "views": {"cache": "eda", "min_coverage": 0.0}, "save_every": 10_000, "log_every": 10_000,
+    })
+
+
+class StepTimer:
+    """Wraps Trainer.train_step and records the wall time of each call."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._orig = run_mod.Trainer.train_step
+        timer = self
+
+        def timed(trainer, step):  # noqa: ANN001
+            t = time.perf_counter()
+            out = timer._orig(trainer, step)
+            timer.times.append(time.perf_counter() - t)
+            return out
+
+        run_mod.Trainer.train_step = timed
+
+    def close(self) -> None:
+        run_mod.Trainer.train_step = self._orig
+
+
+def padding_efficiency(tokenizer, texts: list[str], batch: int, bucket: int, steps: int = 200) -> float:
+    lengths = [min(128, len(ids)) for ids in tokenizer(texts, truncation=True, max_length=128)["input_ids"]]
+    sampler = StepSampler(len(texts), batch, 0, lengths=tuple(lengths) if bucket else None, bucket=bucket)
+    real = padded = 0
+    for s in range(steps):
+        lens = [lengths[i] for i in sampler.indices(s)]
+        real += sum(lens)
+        padded += max(lens) * len(lens)
+    return real / padded
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--pool-cap", type=int, default=600)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for label, (top, bucket) in SETTINGS.items():
+            for method in METHODS:
+                timer = StepTimer()
+                try:
+                    t = time.perf_counter()
+                    result = run_mod.run_training(config(method, top, bucket, args.steps + 3, work, args.pool_cap),
+                                                  evaluate=False)
+                    wall = time.perf_counter() - t
+                finally:
+                    timer.close()
+                row = {"setting": label, "method": method, "top_layers": top, "length_buckets": bucket,
+                       "step_s": round(statistics.median(timer.times[3:]), 4), "steps_timed": len(timer.times) - 3,
+                       "features_s": round(result.timings.get("features_s", 0.0), 1), "run_s": round(wall, 1)}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    from transformers import AutoTokenizer
+
+    from guardmatch.data.suites import load_dataset
+    from guardmatch.encoders import resolve_encoder
+
+    tok = AutoTokenizer.from_pretrained(resolve_encoder("minilm"))
+    texts = [ex.prompt for ex in load_dataset("wildguardtrain", "prompt").examples]
+    padding = {f"bucket={b}": round(padding_efficiency(tok, texts, 16, b), 4) for b in (0, 16)}
+    base = {r["method"]: r["step_s"] for r in rows if r["setting"] == "top-2, shuffled"}
+    for r in rows:
+        r["speedup"] = round(base[r["method"]] / r["step_s"], 2) if r["step_s"] else None
+    meta = {"machine": f"{os.cpu_count()} CPU cores", "threads": args.threads, "batch": 16, "mu": 1,
+            "max_length": 128, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+            "padding_efficiency_wildguardtrain": padding,
+            "note": "wall time per step; the cores were shared with the view generation (llama-server, 1 thread)"}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "top_layer_step.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    lines = ["| setting | " + " | ".join(METHODS) + " |", "|---|" + "---:|" * len(METHODS)]
+    for label in SETTINGS:
+        cells = {r["method"]: r for r in rows if r["setting"] == label}
+        lines.append(f"| {label} | " + " | ".join(f"{cells[m]['step_s']:.3f} s ({cells[m]['speedup']:.2f}x)"
+                                                   for m in METHODS) + " |")
+    md = ("# Top-layer step time (s per step, median; speedup vs top-2 shuffled)\n\n" + "\n".join(lines)
+          + f"\n\nPadding efficiency (real / padded tokens, WildGuardTrain prompts, B=16): {padding}.\n"
+          + f"{args.threads} torch thread(s), load average at the end {meta['loadavg_at_end']} "
+          "(the view generation ran beside it).\n")
+    (RESULTS / "top_layer_step.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
