@@ -243,6 +243,8 @@ def main() -> None:
     ap.add_argument("--server-bin", default=None, help="start this llama-server for --backend server "
                     "(--parallel slots, all cores); else one must answer at --base-url")
     ap.add_argument("--parallel", type=int, default=2, help="llama.cpp contexts, or server requests in flight")
+    ap.add_argument("--server-threads", type=int, default=os.cpu_count() or 2,
+                    help="llama-server threads (1 on cores shared with other jobs: idle threads spin at barriers)")
     ap.add_argument("--hours", type=float, default=None, help="stop after about this long")
     args = ap.parse_args()
     import torch
@@ -255,7 +257,7 @@ def main() -> None:
         from guardmatch.augment.backends.models import resolve_model
 
         port = int(args.base_url.rsplit(":", 1)[1].split("/")[0])
-        server = start_server(args.server_bin, resolve_model("qwen1.5b"), args.parallel, os.cpu_count() or 2, port)
+        server = start_server(args.server_bin, resolve_model("qwen1.5b"), args.parallel, args.server_threads, port)
     try:
         generate(args)
     finally:
