@@ -54,8 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 ORDER_SEED = 20251202
 RESPONSE_SUBSET = 1000
-WINDOWS = {Task.PROMPT: {"tokenizer": "minilm", "max_length": 128},
-           Task.RESPONSE: {"tokenizer": "minilm", "max_length": 192}}
+WINDOW = {"tokenizer": "minilm", "max_length": 128, "pair_max_length": 192}  # one cache per augmenter
 
 
 def pools() -> dict[str, tuple[Task, list[Example]]]:
@@ -76,7 +75,7 @@ def llm_config(args: argparse.Namespace, task: Task) -> dict[str, Any]:
                    "concurrency": args.parallel, "timeout_s": 600}
     else:
         backend = {"kind": "llama-cpp", "model": "qwen1.5b", "threads": 1, "parallel": args.parallel, "n_ctx": 4096}
-    return {"backend": backend, "window": WINDOWS[task]}
+    return {"backend": backend, "window": WINDOW}
 
 
 def stages(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -221,7 +220,7 @@ def write_report(args: argparse.Namespace, all_stages: list[dict[str, Any]],
                  pool_map: dict[str, tuple[Task, list[Example]]]) -> dict[str, Any]:
     report = {
         "machine": f"{os.cpu_count()} CPU cores, no GPU",
-        "order_seed": ORDER_SEED, "response_subset": RESPONSE_SUBSET, "windows": {t.value: w for t, w in WINDOWS.items()},
+        "order_seed": ORDER_SEED, "response_subset": RESPONSE_SUBSET, "window": WINDOW,
         "filters": FilterConfig().model_dump(mode="json"),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "views_dir_mb": round(sum(p.stat().st_size for p in (ROOT / "views").rglob("*") if p.is_file()) / 1e6, 2),

@@ -62,3 +62,11 @@ def test_window_is_in_the_fingerprint_and_views_keep_the_uncut_key(tmp_path):
     assert rec.key == long.content_hash(Task.PROMPT) and rec.meta["window"]["cut"] is True
     assert len(cache.accepted(long, Task.PROMPT)[0].prompt) < len(long.prompt) / 3
     assert ViewRequest(long, Task.PROMPT, 0, 0, 1, source_key="k").key == "k"
+
+
+def test_one_window_serves_both_tasks():
+    window = SourceWindow(max_length=16, pair_max_length=20)
+    ex = Example("e", " ".join(["alpha"] * 40), " ".join(["beta"] * 10), 1, "unit")
+    assert window.cut(ex, Task.PROMPT)[0].prompt == " ".join(["alpha"] * 14)
+    cut, meta = window.cut(ex, Task.RESPONSE)
+    assert cut.prompt == " ".join(["alpha"] * 7) and meta["max_length"] == 20

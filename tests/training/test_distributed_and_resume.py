@@ -103,7 +103,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(workdir, tmp_path):
     a = GuardClassifier.from_pretrained(tmp_path / "killed" / "model")
     b = GuardClassifier.from_pretrained(tmp_path / "straight" / "model")
     texts = [json.loads(x)["prompt"] for x in workdir["train"].read_text().splitlines()[:40]]
-    np.testing.assert_array_equal(a.predict_proba(texts), b.predict_proba(texts))
+    np.testing.assert_array_equal(a.score(texts), b.score(texts))
     log_a = [json.loads(x) for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     log_b = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     strip = lambda log: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in log]  # noqa: E731

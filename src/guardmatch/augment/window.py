@@ -30,6 +30,9 @@ class SourceWindow(BaseModel):
 
     tokenizer: str = Field("minilm", description="encoder alias, directory or Hub id whose tokenizer counts")
     max_length: int = Field(128, ge=8, description="the classifier's max_length (special tokens included)")
+    pair_max_length: int | None = Field(None, ge=8, description=(
+        "max_length for (prompt, response) pairs (default: max_length); one window config then serves "
+        "both tasks, so both share one view cache"))
 
     def cut(self, example: Example, task: Task | str) -> tuple[Example, dict[str, Any]]:
         """The example with its text(s) cut to the window, and the metadata that records the cut.
@@ -46,10 +49,11 @@ class SourceWindow(BaseModel):
             if len(offsets) > keep:
                 prompt = prompt[: offsets[keep - 1][1]]
         else:
-            (cut_p,), (cut_r,) = cut_pairs(tok, [prompt], [response or ""], self.max_length)
+            (cut_p,), (cut_r,) = cut_pairs(tok, [prompt], [response or ""], self.pair_max_length or self.max_length)
             prompt = cut_p if len(cut_p.rstrip()) < len(prompt.rstrip()) else prompt
             response = cut_r if len(cut_r.rstrip()) < len((response or "").rstrip()) else response
-        meta: dict[str, Any] = {"tokenizer": self.tokenizer, "max_length": self.max_length,
+        length = self.max_length if task is Task.PROMPT else self.pair_max_length or self.max_length
+        meta: dict[str, Any] = {"tokenizer": self.tokenizer, "max_length": length,
                                 "prompt_chars": len(prompt), "prompt_chars_source": len(example.prompt)}
         cut = prompt != example.prompt
         if task is Task.RESPONSE:

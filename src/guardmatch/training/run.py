@@ -201,7 +201,8 @@ def run_training(
         torch.set_num_threads(config.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
+                                             mixed_precision="bf16" if config.precision == "bf16" else "no")
     out = Path(config.output_dir)
     timings: dict[str, float] = {}
     t = time.perf_counter()
