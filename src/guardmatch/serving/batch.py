@@ -101,8 +101,86 @@ def predict_file(
     batch_size: int = 64,
     chunk_size: int = 1024,
     threshold: float | None = None,
+    distributed: bool | None = None,
 ) -> dict[str, Any]:
-    """Score ``input_path`` with ``model`` (a classifier or a model directory); append to ``out_path``."""
+    """Score ``input_path`` with ``model`` (a classifier or a model directory); append to ``out_path``.
+
+    Data-parallel when started by ``torchrun`` / ``accelerate launch`` (``distributed=None``: when
+    ``WORLD_SIZE`` > 1): rank r scores every r-th row into ``<out>.part<r>-of<n>.jsonl`` (each part
+    resumable), then rank 0 merges the parts in input order into ``out_path`` and removes them. On
+    GPUs each rank uses its own device; across nodes the parts must be on a shared filesystem.
+    """
+    import os
+
+    if distributed is None:
+        distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        return _predict_sharded(model, input_path, out_path, format=format, column_mapping=column_mapping,
+                                batch_size=batch_size, chunk_size=chunk_size, threshold=threshold)
+    return _predict(model, input_path, out_path, format=format, column_mapping=column_mapping,
+                    batch_size=batch_size, chunk_size=chunk_size, threshold=threshold)
+
+
+def _predict_sharded(model: Any, input_path: str | Path, out_path: str | Path, **kw: Any) -> dict[str, Any]:
+    from accelerate import PartialState
+
+    state = PartialState()
+    rank, world = state.process_index, state.num_processes
+    out_path = Path(out_path)
+    parts = [out_path.with_name(f"{out_path.name}.part{r}-of{world}.jsonl") for r in range(world)]
+    if isinstance(model, (str, Path)):
+        from guardmatch.serving.backends import load_classifier
+
+        model = load_classifier(model)
+        if hasattr(model, "to") and state.device.type != "cpu":
+            model = model.to(state.device)
+    summary = _predict(model, input_path, parts[rank], shard=(rank, world), **kw)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        merged = _merge_parts(parts, out_path)
+        summary = {**summary, "output": str(out_path), "processes": world, "merged_rows": merged}
+        for part in parts:
+            part.unlink(missing_ok=True)
+    state.wait_for_everyone()
+    return summary
+
+
+def _merge_parts(parts: list[Path], out_path: Path) -> int:
+    """Interleave the parts (rank r holds rows r, r+n, ...) back into input order, after any rows
+    ``out_path`` already holds; rows already there are not written twice."""
+    done = _done_ids(out_path)
+    streams = [iter_jsonl(p) if p.exists() else iter(()) for p in parts]
+    written = 0
+    with open_jsonl_writer(out_path, cipher=AtRestCipher.from_env(), append=True) as writer:
+        live = list(streams)
+        while live:
+            still = []
+            for stream in live:
+                rec = next(stream, None)
+                if rec is None:
+                    continue
+                still.append(stream)
+                if str(rec["id"]) not in done:
+                    writer.write(rec)
+                    done.add(str(rec["id"]))
+                    written += 1
+            live = still
+        writer.flush(fsync=True)
+    return written
+
+
+def _predict(
+    model: Any,
+    input_path: str | Path,
+    out_path: str | Path,
+    *,
+    format: str | None = None,
+    column_mapping: Mapping[str, str] | None = None,
+    batch_size: int = 64,
+    chunk_size: int = 1024,
+    threshold: float | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> dict[str, Any]:
     if isinstance(model, (str, Path)):
         from guardmatch.serving.backends import load_classifier
 
@@ -124,16 +202,18 @@ def predict_file(
         *columns, transient=False
     ) as progress:
         bar = progress.add_task("predicting", total=None)
+        rank, world = shard
         for part in chunks:
             skipped.update(part.report.skipped)
             problems.extend(str(p) for p in part.report.problems[: max(0, 20 - len(problems))])
+            mine = [ex for i, ex in enumerate(part.examples, rows) if i % world == rank]
             rows += len(part.examples)
-            todo = [ex for ex in part.examples if ex.id not in done]
-            already += len(part.examples) - len(todo)
+            todo = [ex for ex in mine if ex.id not in done]
+            already += len(mine) - len(todo)
             if todo:
                 prompts = cut_to_window([ex.prompt for ex in todo], window)
                 responses = cut_to_window([ex.response or "" for ex in todo], window) if task is Task.RESPONSE else None
-                probs = model.predict_proba(prompts, responses, batch_size=batch_size)
+                probs = model.score(prompts, responses, batch_size=batch_size)
                 for ex, p in zip(todo, probs):
                     writer.write({"id": ex.id, "p_harmful": round(float(p), 6), "flagged": bool(p >= thr),
                                   "threshold": thr, "model": name})
