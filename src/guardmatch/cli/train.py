@@ -78,6 +78,9 @@ def evaluate(
     out: Optional[Path] = typer.Option(None, help="write evaluation.json / .md / scores here"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     batch_size: int = typer.Option(64, help="inference batch size"),
+    hub: Optional[bool] = typer.Option(None, "--hub/--no-hub", help=(
+        "read test sets missing locally from the Hub (default: as the model was trained; never with "
+        "HF_HUB_OFFLINE=1)")),
 ) -> None:
     """Evaluate a saved model: harmful-class F1, precision, recall, AUPRC, ECE per test set."""
     from guardmatch.data.loaders import load_file
@@ -91,7 +94,8 @@ def evaluate(
             result = load_file(input_file, format=input_format, task=model.task)
             sets = {input_file.name: result.examples}
         else:
-            sets = load_suite(suite or model.task.value, data_dir)
+            allow_hub = hub if hub is not None else bool(model.config.provenance.get("allow_hub", True))
+            sets = load_suite(suite or model.task.value, data_dir, allow_hub)
         report = evaluate_model(model, sets, threshold=threshold, batch_size=batch_size, progress=True,
                                 name=str(model_dir))
         slices = None
@@ -142,7 +146,8 @@ def predict(
     chunk: int = typer.Option(1024, help="rows scored and written per chunk"),
     threshold: Optional[float] = typer.Option(None, help="override the model's threshold"),
 ) -> None:
-    """Score a file: one JSON line per row with id, P(harmful), label and threshold. Resumable."""
+    """Score a file: one JSON line per row, {"id", "p_harmful", "flagged", "threshold", "model"}
+    (flagged = p_harmful >= threshold). Resumable: rows already in --out are skipped."""
     from guardmatch.serving.batch import predict_file
 
     with friendly_errors():

@@ -210,9 +210,11 @@ def load_dataset(
                                    f"it has no Hub source. Set {DATA_DIR_ENV} or pass data_dir.")
     hub = spec.hub
     where = f"hf://{hub.repo_id}" + (f"/{hub.config}" if hub.config else "") + f"[{hub.split}]"
-    if not allow_hub:
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+    if not allow_hub or offline:
+        why = "HF_HUB_OFFLINE is set" if offline and allow_hub else "allow_hub=False"
         raise DatasetNotFoundError(f"dataset {name!r} not found locally; tried: {'; '.join(tried)}; "
-                                   f"the Hub ({where}) was not tried (allow_hub=False)")
+                                   f"the Hub ({where}) was not tried ({why})")
     try:
         return load_hub(hub.repo_id, hub.config, hub.split, format=hub.format, task=task,
                         column_mapping=hub.column_mapping, label_mapping=hub.label_mapping,

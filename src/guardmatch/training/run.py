@@ -252,6 +252,7 @@ def run_training(
         "algorithm": config.algorithm,
         "algorithm_params": config.algorithm_params,
         "train_source": config.data.train,
+        "allow_hub": config.data.allow_hub,
         "labels": config.data.labels,
         "labeled_examples": len(split.labeled),
         "validation_examples": len(split.validation),
@@ -281,7 +282,7 @@ def run_training(
         for set_name, examples in prepared.suite.items():
             labeled = [ex for ex in examples if ex.label is not None]
             scored[set_name] = ([ex.label for ex in labeled], trainer.predict_proba(labeled))
-        report = EvaluationReport(model=str(out), task=config.data.task.value, threshold=final.config.threshold,
+        report = EvaluationReport(model=str(model_dir), task=config.data.task.value, threshold=final.config.threshold,
                                   results=evaluate_scores(scored, final.config.threshold),
                                   info={"suite": prepared.suite.describe(), "notes": prepared.notes})
         timings["eval_s"] = time.perf_counter() - t
