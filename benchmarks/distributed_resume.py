@@ -108,8 +108,8 @@ def kill_and_resume(w: dict, root: Path, steps: int = 80, kill_after: int = 40) 
     resumed = _run(cmd)
     line = next((x for x in resumed.stderr.splitlines() if "resuming" in x), "")
     _run([str(BIN / "guardmatch"), *_args(w, root / "straight", "fixmatch", steps, 4, *extra)])
-    a = GuardClassifier.from_pretrained(root / "killed" / "model").predict_proba(w["texts"])
-    b = GuardClassifier.from_pretrained(root / "straight" / "model").predict_proba(w["texts"])
+    a = GuardClassifier.from_pretrained(root / "killed" / "model").score(w["texts"])
+    b = GuardClassifier.from_pretrained(root / "straight" / "model").score(w["texts"])
     strip = lambda p: [{k: v for k, v in r.items() if k != "elapsed_s"}  # noqa: E731
                        for r in map(json.loads, p.read_text().splitlines())]
     log_a, log_b = strip(root / "killed" / "metrics.jsonl"), strip(root / "straight" / "metrics.jsonl")

@@ -67,8 +67,9 @@ def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
 class GuardClassifier(ScoringMixin, nn.Module):
     """Binary harm classifier for prompts (``task=prompt``) or prompt+response pairs (``task=response``).
 
-    ``forward`` returns logits shaped ``[H, N, C']`` (H heads); :meth:`predict_proba` returns the
-    calibrated P(harmful) from the mean of the heads' logits.
+    ``forward`` returns logits shaped ``[H, N, C']`` (H heads); from the mean of the heads' logits
+    :meth:`predict_proba` returns calibrated ``[N, 2]`` probabilities (``classes_`` order) and
+    :meth:`score` the calibrated P(harmful).
     """
 
     def __init__(self, config: GuardClassifierConfig, encoder: nn.Module, tokenizer: PreTrainedTokenizerBase):

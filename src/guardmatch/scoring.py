@@ -2,6 +2,11 @@
 
 A runtime implements one method, ``_batch_logits(prompts, responses) -> [n, C]``; this mixin adds
 input checks, length-sorted batching (much faster on CPU), progress, temperature and threshold.
+
+The API is shaped like scikit-learn's: ``classes_`` holds the label names (``unharmful``,
+``harmful``), ``predict_proba`` returns ``[N, C]`` probabilities in that column order and
+``predict`` returns class indices (0/1; ``labels=True``: names). ``score`` is the 1-D P(harmful)
+that thresholds, metrics and the server use.
 """
 
 from __future__ import annotations
@@ -14,18 +19,28 @@ import numpy as np
 from guardmatch.data.example import Task
 
 
-def probs_from_logits(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """P(harmful) = softmax(logits / T)[:, 1] for ``[N, C]`` logits."""
+def softmax_from_logits(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """softmax(logits / T) for ``[N, C]`` logits, float64 ``[N, C]``."""
     z = np.asarray(logits, dtype=np.float64) / temperature
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return (e[:, 1] / e.sum(axis=1)).astype(np.float64)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def probs_from_logits(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """P(harmful) = softmax(logits / T)[:, 1] for ``[N, C]`` logits."""
+    return softmax_from_logits(logits, temperature)[:, 1]
 
 
 class ScoringMixin:
-    """``predict_logits`` / ``predict_proba`` / ``predict`` on top of ``_batch_logits``."""
+    """``predict_logits`` / ``predict_proba`` / ``score`` / ``predict`` on top of ``_batch_logits``."""
 
     config: Any  # GuardClassifierConfig
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """Label names in column order of :meth:`predict_proba` (``["unharmful", "harmful"]``)."""
+        return np.asarray(list(self.config.labels), dtype=object)
 
     def _batch_logits(self, prompts: list[str], responses: list[str] | None) -> np.ndarray:
         raise NotImplementedError
@@ -80,7 +95,19 @@ class ScoringMixin:
         batch_size: int = 32,
         progress: bool = False,
     ) -> np.ndarray:
-        """Calibrated P(harmful) per input, shape ``[N]``."""
+        """Calibrated class probabilities ``[N, C]``, columns in :attr:`classes_` order (as scikit-learn)."""
+        logits = self.predict_logits(prompts, responses, batch_size=batch_size, progress=progress)
+        return softmax_from_logits(logits, self.config.temperature)
+
+    def score(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str] | None = None,
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Calibrated P(harmful) per input, shape ``[N]`` (``predict_proba(...)[:, 1]``)."""
         logits = self.predict_logits(prompts, responses, batch_size=batch_size, progress=progress)
         return probs_from_logits(logits, self.config.temperature)
 
@@ -91,7 +118,20 @@ class ScoringMixin:
         *,
         threshold: float | None = None,
         batch_size: int = 32,
+        labels: bool = False,
     ) -> np.ndarray:
-        """0/1 labels (1 = harmful) at the model's threshold (or ``threshold``)."""
+        """0/1 (1 = harmful) at the model's threshold (or ``threshold``); ``labels=True``: label names."""
         thr = self.config.threshold if threshold is None else threshold
-        return (self.predict_proba(prompts, responses, batch_size=batch_size) >= thr).astype(np.int64)
+        pred = (self.score(prompts, responses, batch_size=batch_size) >= thr).astype(np.int64)
+        return self.classes_[pred] if labels else pred
+
+    def predict_labels(
+        self,
+        prompts: Sequence[str],
+        responses: Sequence[str] | None = None,
+        *,
+        threshold: float | None = None,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """Label names (``"unharmful"`` / ``"harmful"``) at the threshold: ``predict(..., labels=True)``."""
+        return self.predict(prompts, responses, threshold=threshold, batch_size=batch_size, labels=True)

@@ -602,63 +602,14 @@ def _is_view_cache(path: Path) -> bool:
 
 
 def _filter_view_cache(path: Path, drop: set[tuple[str, str]], dry_run: bool) -> int:
-    """Remove the records whose ``(task, key)`` is in ``drop`` from a view cache's shards and packed
-    file (rewritten atomically, same modes); returns how many records go. Holds the cache's lock."""
-    import gzip
+    """Remove the records of the texts ``drop`` from a view cache (:meth:`ViewCache.remove_keys`)."""
+    from guardmatch.augment.cache import CacheLockedError, ViewCache
 
-    cipher = AtRestCipher.from_env()
-    removed = 0
-
-    def keep(raw: str, where: str, n: int) -> bool:
-        nonlocal removed
-        text = raw.strip()
-        if not text:
-            return True
-        obj = json.loads(decode_line(text, cipher, file=where, line_no=n))
-        if (obj.get("task"), obj.get("key")) in drop:
-            removed += 1
-            return False
-        return True
-
-    with secure_open(path / "lock", "a") as lock:
-        if fcntl is not None:
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RuntimeError(f"{path} is being written by a `guardmatch augment` run; purge again "
-                                   "when it has finished (nothing was removed)") from None
-        for shard in sorted((path / "shards").glob("*.jsonl")) if (path / "shards").is_dir() else []:
-            with open(shard, encoding="utf-8", errors="surrogateescape") as fh:
-                lines = [ln for ln in fh if ln.endswith("\n")]  # a torn last line is dropped
-            kept = [ln for n, ln in enumerate(lines, 1) if keep(ln, str(shard), n)]
-            if not dry_run and len(kept) != len(lines):
-                tmp = shard.with_name(shard.name + ".purge-tmp")
-                with secure_open(tmp, "w", errors="surrogateescape") as out:
-                    out.writelines(kept)
-                os.replace(tmp, shard)
-        packed = path / "records.jsonl.gz"
-        if packed.is_file():
-            with gzip.open(packed, "rt", encoding="utf-8") as fh:
-                lines = [ln if ln.endswith("\n") else ln + "\n" for ln in fh]
-            kept = [ln for n, ln in enumerate(lines, 1) if keep(ln, str(packed), n)]
-            if not dry_run and len(kept) != len(lines):
-                tmp = packed.with_name(packed.name + ".purge-tmp")
-                with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz:
-                    gz.write("".join(kept).encode("utf-8"))
-                os.chmod(tmp, packed.stat().st_mode & 0o777)
-                os.replace(tmp, packed)
-    if removed and not dry_run:
-        from guardmatch.augment.cache import ViewCache
-
-        cache = ViewCache.open(path)  # fresh counts in its manifest
-        packed_info = cache.manifest.get("packed")
-        if isinstance(packed_info, dict) and packed.is_file():
-            packed_info = {**packed_info, "records": sum(1 for _ in gzip.open(packed, "rt", encoding="utf-8")),
-                           "bytes": packed.stat().st_size}
-            cache.write_manifest(packed=packed_info)
-        else:
-            cache.write_manifest()
-    return removed
+    try:
+        return ViewCache.open(path).remove_keys(drop, dry_run=dry_run)
+    except CacheLockedError:
+        raise RuntimeError(f"{path} is being written by a `guardmatch augment` run; purge again "
+                           "when it has finished (nothing was removed)") from None
 
 
 def purge(pool: str | os.PathLike, dry_run: bool = False) -> PurgeReport:

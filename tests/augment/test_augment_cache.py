@@ -160,3 +160,30 @@ def test_pack_is_reproducible_dedups_and_ships(tmp_path, monkeypatch):
     assert any(c["shipped"] for c in list_caches(fresh_root))
     again = ViewCache.create(DESC, FP, fresh_root)  # generation continues the shipped cache in place
     assert again.path == shipped / cache.path.name and again.slot_state(Task.PROMPT, exs[0].content_hash("prompt"), 0)[0]
+
+
+def test_remove_keys_drops_records_from_shards_and_packed_file(tmp_path):
+    from guardmatch.augment.cache import CacheLockedError
+
+    exs = _examples()
+    cache = ViewCache.create(DESC, FP, tmp_path)
+    with cache.writer("run1") as w:  # packed below
+        w.write(_rec(exs[0], 0, 0, ACCEPTED, "a"))
+        w.write(_rec(exs[1], 0, 0, ACCEPTED, "b"))
+    cache.pack()
+    with cache.writer("run2") as w:  # stays in a shard
+        w.write(_rec(exs[0], 1, 0, ACCEPTED, "a1"))
+        w.write(_rec(exs[2], 0, 0, ACCEPTED, "c"))
+    gone = [(Task.PROMPT, exs[0].content_hash("prompt")), ("prompt", exs[3].content_hash("prompt"))]
+    assert cache.remove_keys(gone, dry_run=True) == 2
+    assert len(list(ViewCache.open(cache.path).iter_records())) == 4  # a dry run writes nothing
+    with cache.writer("run3"):  # a running writer: refused, nothing removed
+        with pytest.raises(CacheLockedError):
+            ViewCache.open(cache.path).remove_keys(gone)
+    assert cache.remove_keys(gone) == 2
+    assert sorted(r.prompt for r in cache.iter_records()) == ["b", "c"]
+    assert sorted(r.prompt for r in ViewCache.open(cache.path).iter_records()) == ["b", "c"]
+    manifest = json.loads((cache.path / "manifest.json").read_text())
+    assert manifest["counts"]["prompt"]["texts"] == 2 and manifest["packed"]["records"] == 1
+    assert stat.S_IMODE((cache.path / "shards" / "run2.jsonl").stat().st_mode) == 0o600
+    assert cache.remove_keys(gone) == 0

@@ -58,7 +58,7 @@ def test_embedding_intent_floor_with_packaged_minilm():
 
 class TfidfGuard:
     """A small real reference classifier (TF-IDF + logistic regression on real labeled prompts),
-    exposing the GuardClassifier ``predict_proba(prompts, responses=None)`` interface."""
+    exposing the GuardClassifier ``score(prompts, responses=None)`` interface (P(harmful))."""
 
     def __init__(self, examples: list[Example]):
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -68,7 +68,7 @@ class TfidfGuard:
         x = self.vec.fit_transform([ex.prompt for ex in examples])
         self.clf = LogisticRegression(max_iter=1000, C=4.0).fit(x, [ex.label for ex in examples])
 
-    def predict_proba(self, prompts, responses=None) -> np.ndarray:
+    def score(self, prompts, responses=None) -> np.ndarray:
         return self.clf.predict_proba(self.vec.transform(prompts))[:, 1]
 
 
@@ -76,8 +76,8 @@ def test_classifier_intent_check_is_label_free_by_default(wild_prompts):
     guard = TfidfGuard(wild_prompts[:2500])
     f = QualityFilter(FilterConfig(intent=IntentCheckConfig(mode="classifier")), classifier=guard)
     held = [ex for ex in wild_prompts[2500:] if len(ex.prompt) < 200]
-    src = next(ex for ex in held if guard.predict_proba([ex.prompt])[0] > 0.8)
-    benign_text = next(ex.prompt for ex in held if guard.predict_proba([ex.prompt])[0] < 0.2)
+    src = next(ex for ex in held if guard.score([ex.prompt])[0] > 0.8)
+    benign_text = next(ex.prompt for ex in held if guard.score([ex.prompt])[0] < 0.2)
     reqs = [ViewRequest(src, Task.PROMPT, i, 0, 0) for i in range(2)]
     drafts = [Draft(prompt=src.prompt + " Be detailed."), Draft(prompt=benign_text)]
     reasons = f.check(reqs, drafts)

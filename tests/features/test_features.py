@@ -137,5 +137,5 @@ def test_top_layers_run_end_to_end(tmp_path, shared_data):
     (cache_dir,) = list((tmp_path / "fcache" / "features").iterdir())
     assert len((cache_dir / "index.jsonl").read_text().splitlines()) == 20  # 16 train + 4 val, once
     np.testing.assert_allclose(
-        first.train.model.predict_proba([r.prompt for r in rows[:5]]),
-        second.train.model.predict_proba([r.prompt for r in rows[:5]]), atol=1e-6)
+        first.train.model.score([r.prompt for r in rows[:5]]),
+        second.train.model.score([r.prompt for r in rows[:5]]), atol=1e-6)

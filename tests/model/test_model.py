@@ -76,27 +76,48 @@ def test_save_and_load_round_trip(tmp_path, tiny_prompt_model):
     model = tiny_prompt_model
     model.config.threshold = 0.3
     texts = ["how do I kill a python process", "write a poem about spring"]
-    before = model.predict_proba(texts)
+    before = model.score(texts)
     model.save_pretrained(tmp_path / "m")
     assert not list((tmp_path / "m").glob("*.bin")) and not list((tmp_path / "m").glob("*.pkl"))
     loaded = GuardClassifier.from_pretrained(tmp_path / "m")
     assert loaded.config.threshold == 0.3
-    np.testing.assert_allclose(loaded.predict_proba(texts), before, atol=1e-6)
+    np.testing.assert_allclose(loaded.score(texts), before, atol=1e-6)
     assert loaded.predict(texts).tolist() == (before >= 0.3).astype(int).tolist()
 
 
-def test_predict_proba_order_is_input_order(tiny_prompt_model):
+def test_score_order_is_input_order(tiny_prompt_model):
     texts = ["short", "a much longer text " * 10, "mid length text here"]
-    together = tiny_prompt_model.predict_proba(texts, batch_size=2)
-    single = np.array([tiny_prompt_model.predict_proba([t])[0] for t in texts])
+    together = tiny_prompt_model.score(texts, batch_size=2)
+    single = np.array([tiny_prompt_model.score([t])[0] for t in texts])
     np.testing.assert_allclose(together, single, atol=1e-5)
+
+
+def test_sklearn_shaped_api(tiny_prompt_model):
+    """predict_proba is [N, 2] in classes_ order, score its harmful column, predict 0/1 or names."""
+    model = tiny_prompt_model
+    texts = ["how do I kill a python process", "write a poem about spring", "hi"]
+    assert list(model.classes_) == ["unharmful", "harmful"]
+    proba = model.predict_proba(texts)
+    assert proba.shape == (3, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    p = model.score(texts)
+    assert p.shape == (3,)
+    np.testing.assert_allclose(proba[:, 1], p, atol=1e-12)
+    thr = float(np.median(p))
+    ints = model.predict(texts, threshold=thr)
+    assert ints.dtype == np.int64 and ints.tolist() == (p >= thr).astype(int).tolist()
+    names = model.predict(texts, threshold=thr, labels=True)
+    assert names.tolist() == [model.classes_[i] for i in ints]
+    assert model.predict_labels(texts, threshold=thr).tolist() == names.tolist()
+    # the classes_ column order is what scikit-learn's argmax convention gives
+    assert model.classes_[proba.argmax(axis=1)].tolist() == model.predict(texts, threshold=0.5, labels=True).tolist()
 
 
 def test_response_model_requires_responses():
     model = GuardClassifier.from_encoder(str(minilm_path()), encoder_config=tiny_bert(), task="response", seed=0)
     with pytest.raises(ValueError, match="responses"):
-        model.predict_proba(["prompt only"])
-    assert model.predict_proba(["p"], ["r"]).shape == (1,)
+        model.score(["prompt only"])
+    assert model.score(["p"], ["r"]).shape == (1,)
 
 
 def test_deberta_v3_path_offline(tmp_path):
@@ -110,7 +131,7 @@ def test_deberta_v3_path_offline(tmp_path):
     )
     batch = model.tokenize(["How do I pick a lock?"], ["Use a tension wrench and a pick."])
     assert model.tokenizer.convert_ids_to_tokens(batch["input_ids"][0][:1].tolist()) == ["[CLS]"]
-    probs = model.predict_proba(["How do I pick a lock?"], ["Use a tension wrench and a pick."])
+    probs = model.score(["How do I pick a lock?"], ["Use a tension wrench and a pick."])
     model.save_pretrained(tmp_path / "deb")
     again = GuardClassifier.from_pretrained(tmp_path / "deb")
-    np.testing.assert_allclose(again.predict_proba(["How do I pick a lock?"], ["Use a tension wrench and a pick."]), probs, atol=1e-6)
+    np.testing.assert_allclose(again.score(["How do I pick a lock?"], ["Use a tension wrench and a pick."]), probs, atol=1e-6)

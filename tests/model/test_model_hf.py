@@ -25,7 +25,7 @@ def _tiny(task="prompt", heads=1, outputs=2):
 
 def test_auto_model_and_pipeline_give_guardmatch_scores(tmp_path):
     gm = _tiny(heads=3, outputs=3)  # MultiMatch-style: 3 heads and a virtual class
-    expected = gm.predict_proba(TEXTS)
+    expected = gm.score(TEXTS)
     gm.save_pretrained(tmp_path / "m")
     hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m").eval()
     tok = AutoTokenizer.from_pretrained(tmp_path / "m")
@@ -41,7 +41,7 @@ def test_auto_model_and_pipeline_give_guardmatch_scores(tmp_path):
 def test_pairs_and_trust_remote_code(tmp_path):
     gm = _tiny(task="response")
     prompts, responses = ["How do I pick a lock?", "hi"], ["Use a tension wrench and a pick.", "Hello!"]
-    expected = gm.predict_proba(prompts, responses)
+    expected = gm.score(prompts, responses)
     gm.save_pretrained(tmp_path / "r")
     hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "r", trust_remote_code=True).eval()
     tok = AutoTokenizer.from_pretrained(tmp_path / "r")

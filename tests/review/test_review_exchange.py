@@ -47,11 +47,12 @@ def test_exports_have_the_documented_shape_and_are_audited(tmp_path, store):
 
     export_queue(store, tmp_path / "q.argilla.json", "argilla")
     recs = json.loads((tmp_path / "q.argilla.json").read_text())
-    rec = recs[2]
-    assert rec["id"] == "p1" and rec["fields"] == {"prompt": store.item("p1").prompt}
-    assert rec["suggestions"]["label"] == {"value": "unharmful", "score": pytest.approx(0.56),
-                                           "agent": "round-0@abc123"}
-    assert rec["responses"] == {} and rec["status"] == "pending" and rec["metadata"]["p_harmful"] == pytest.approx(0.44)
+    rec = recs[2]  # flat, for dataset.records.log(): fields, metadata and the suggestion under the question name
+    assert rec == {"id": "p1", "prompt": store.item("p1").prompt, "label": "unharmful",
+                   "p_harmful": pytest.approx(0.44), "confidence": pytest.approx(0.56), "priority": rec["priority"],
+                   "strategy": "margin", "model_version": "round-0@abc123"}
+    settings = json.loads((tmp_path / "q.argilla_settings.json").read_text())
+    assert [f["name"] for f in settings["fields"]] == ["prompt"] and settings["questions"][0]["name"] == "label"
 
     info = export_queue(store, tmp_path / "tasks.json", "labelstudio")
     tasks = json.loads((tmp_path / "tasks.json").read_text())
@@ -112,18 +113,20 @@ def test_flat_round_trip_and_double_import(tmp_path, store, fmt):
 
 
 def test_argilla_round_trip_with_two_annotators_and_a_conflict(tmp_path, store):
+    """Responses as Argilla's API / Hub records carry them (with status); real writers: test_review_exchange_real."""
     export_queue(store, tmp_path / "a.json", "argilla")
-    recs = json.loads((tmp_path / "a.json").read_text())
+    recs = [{"id": r["id"], "fields": {"prompt": r["prompt"]}, "suggestions": {}, "metadata": {}}
+            for r in json.loads((tmp_path / "a.json").read_text())]
     u1, u2 = "9f1c2d4e-0000-4000-8000-000000000001", "9f1c2d4e-0000-4000-8000-000000000002"
     recs[0]["responses"] = {"label": [{"value": "harmful", "user_id": u1, "status": "submitted"},
                                       {"value": "unharmful", "user_id": u2, "status": "submitted"}],
-                            "note": [{"value": "borderline", "user_id": u2}]}
-    recs[1]["responses"] = {"label": [{"value": "harmful", "user_id": u1}]}
+                            "note": [{"value": "borderline", "user_id": u2, "status": "submitted"}]}
+    recs[1]["responses"] = {"label": [{"value": "harmful", "user_id": u1, "status": "submitted"}]}
     recs[2]["responses"] = {"label": [{"value": "unharmful", "user_id": u1, "status": "discarded"}]}
     recs[3]["responses"] = {"label": [{"value": "unharmful", "user_id": u1, "status": "draft"}]}
     (tmp_path / "a.done.json").write_text(json.dumps(recs))
     rep = import_reviews(store, tmp_path / "a.done.json")
-    assert rep["format"] == "argilla" and rep["stored"] == 4 and rep["skips"] == 1
+    assert rep["format"] == "argilla" and rep["stored"] == 4 and rep["skips"] == 1 and rep["drafts_ignored"] == 1
     assert rep["conflicts"] == [{"item_id": "p4", "votes": {u1: "harmful", u2: "unharmful"}, "row": 1}]
     assert "p4" not in store.labels() and store.labels()["p2"] == (1, "human")
     notes = {r["reviewer"]: r["note"] for r in store.reviews("p4")}

@@ -114,7 +114,7 @@ def test_score_pool_matches_predict_proba_and_gives_head_probs(review_slice):
     model = tiny_model(seed=1)
     model.config.temperature = 1.7
     s = score_pool(model, pool, "prompt", batch_size=16, model_version="v1")
-    np.testing.assert_allclose(s.p_harmful, model.predict_proba([e.prompt for e in pool]), atol=1e-5)
+    np.testing.assert_allclose(s.p_harmful, model.score([e.prompt for e in pool]), atol=1e-5)
     assert s.head_probs is None and s.ids == [e.id for e in pool]
     multi = tiny_model(num_heads=3, num_outputs=3, seed=2)
     sm = score_pool(multi, pool, batch_size=7)

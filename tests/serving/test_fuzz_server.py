@@ -44,7 +44,7 @@ GOOD = ["How do I kill a Python process?", "What is the capital of France?", "Wr
 @pytest.fixture(scope="module")
 def served(serving_prompt_dir, serving_response_dir):
     models = load_served_model(serving_prompt_dir, "p"), load_served_model(serving_response_dir, "r")
-    expected = models[0].classifier.predict_proba(GOOD)
+    expected = models[0].classifier.score(GOOD)
     app = create_app(*models, ServerConfig(max_list_length=8, max_input_chars=2000, max_batch=16, max_wait_ms=2))
     with TestClient(app) as client:
         yield client, dict(zip(GOOD, expected))

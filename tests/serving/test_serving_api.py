@@ -43,7 +43,7 @@ def test_moderations_openai_schema_and_scores(client, serving_prompt_dir):
     body = r.json()
     assert body["id"].startswith("modr-") and body["model"] == "tiny-prompt"
     assert len(body["results"]) == len(texts)
-    expected = GuardClassifier.from_pretrained(serving_prompt_dir).predict_proba(texts)
+    expected = GuardClassifier.from_pretrained(serving_prompt_dir).score(texts)
     for res, p in zip(body["results"], expected):
         assert set(res["categories"]) == {"harmful", *OPENAI_CATEGORIES} == set(res["category_scores"])
         assert res["category_scores"]["harmful"] == pytest.approx(p, abs=1e-6)
@@ -103,8 +103,8 @@ def test_classify_prompt_and_response(client, serving_prompt_dir, serving_respon
     r = client.post("/v1/classify", json={"prompt": "How do I pick a lock?", "response": "Use a tension wrench."})
     assert r.status_code == 200, r.text
     body = r.json()
-    p = GuardClassifier.from_pretrained(serving_prompt_dir).predict_proba(["How do I pick a lock?"])[0]
-    q = GuardClassifier.from_pretrained(serving_response_dir).predict_proba(
+    p = GuardClassifier.from_pretrained(serving_prompt_dir).score(["How do I pick a lock?"])[0]
+    q = GuardClassifier.from_pretrained(serving_response_dir).score(
         ["How do I pick a lock?"], ["Use a tension wrench."])[0]
     assert body["prompt_harm"]["score"] == pytest.approx(p, abs=1e-6)
     assert body["response_harm"]["score"] == pytest.approx(q, abs=1e-6)
@@ -126,6 +126,47 @@ def test_classify_without_response_model(models):
         assert r.status_code == 400 and "--response-model" in r.json()["error"]["message"]
     with pytest.raises(ValueError, match="must be a response classifier"):
         create_app(models[0], models[0])
+
+
+def test_openapi_has_request_bodies_and_responses(client):
+    """Typed client generators get the request and response models of both endpoints."""
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for path, request, response in (("/v1/moderations", "ModerationRequest", "ModerationResponse"),
+                                    ("/v1/classify", "ClassifyRequest", "ClassifyResponse")):
+        op = spec["paths"][path]["post"]
+        body = op["requestBody"]
+        assert body["required"] is True
+        assert body["content"]["application/json"]["schema"] == {"$ref": f"#/components/schemas/{request}"}
+        ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": f"#/components/schemas/{response}"}
+        err = op["responses"]["422"]["content"]["application/json"]["schema"]
+        assert err == {"$ref": "#/components/schemas/ErrorResponse"}
+        assert request in schemas and response in schemas
+    assert set(schemas["ClassifyRequest"]["required"]) == {"prompt"}
+    assert schemas["ClassifyRequest"]["additionalProperties"] is False
+    assert schemas["ModerationRequest"]["required"] == ["input"]
+    assert {"TextPart", "ImageURLPart", "Harm", "ModerationResult", "ErrorDetail"} <= set(schemas)
+    # every $ref in the document resolves
+    import json
+    import re
+
+    for ref in set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(spec))):
+        assert ref in schemas, ref
+
+
+def test_request_models_name_the_field_at_fault():
+    from guardmatch.serving.app import ApiError, ClassifyRequest, ModerationRequest, validated
+
+    with pytest.raises(ApiError) as err:
+        validated(ClassifyRequest, {"prompt": 3})
+    assert err.value.status == 422 and err.value.param == "prompt" and err.value.message.startswith("prompt: ")
+    with pytest.raises(ApiError) as err:
+        validated(ModerationRequest, {"input": [{"type": "text", "text": 5}]})
+    assert err.value.param == "input"  # union members' tags are not fields
+    parts = validated(ModerationRequest, {"input": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]})
+    assert parts.texts() == ["a\nb"]
+    assert validated(ModerationRequest, {"input": ["a", "b"], "user": "ignored"}).texts() == ["a", "b"]
 
 
 def test_bearer_auth(models):
@@ -160,7 +201,7 @@ def test_concurrent_requests_share_batches(models):
     """Requests arriving together are scored in shared batches and each gets its own scores."""
     app = create_app(models[0], None, ServerConfig(max_batch=64, max_wait_ms=300))
     texts = [f"request number {i}: {SERVING_TEXTS[i % 4]}" for i in range(12)]
-    expected = models[0].classifier.predict_proba(texts)
+    expected = models[0].classifier.score(texts)
     results: dict[int, float] = {}
     with TestClient(app) as c:
         barrier = threading.Barrier(len(texts))

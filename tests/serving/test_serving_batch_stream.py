@@ -47,7 +47,7 @@ def test_predict_csv_and_parquet_in_chunks(serving_prompt_dir, tmp_path, kind):
     stats = predict_file(model, path, tmp_path / "out.jsonl", chunk_size=5, batch_size=4)
     assert stats["rows"] == 23 and stats["scored_now"] == 23
     got = {r["id"]: r["p_harmful"] for r in iter_jsonl(tmp_path / "out.jsonl")}
-    expected = model.predict_proba(df["prompt"].tolist())
+    expected = model.score(df["prompt"].tolist())
     ids = [e.id for e in load_file(path, require_label=False).examples]
     assert [got[i] for i in ids] == pytest.approx(list(expected), abs=1e-6)
 

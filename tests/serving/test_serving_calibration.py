@@ -138,8 +138,8 @@ def test_calibrate_stores_record_and_round_trips(serving_prompt_dir, tmp_path):
     again = GuardClassifier.from_pretrained(tmp_path / "cal")
     assert again.config.temperature == model.config.temperature
     assert again.config.calibration == json.loads(json.dumps(rec))
-    # predict_proba applies the fitted temperature
-    np.testing.assert_allclose(again.predict_proba([e.prompt for e in examples]),
+    # score (P(harmful)) applies the fitted temperature
+    np.testing.assert_allclose(again.score([e.prompt for e in examples]),
                                probs_from_logits(logits, again.config.temperature), atol=1e-6)
 
 

@@ -95,13 +95,13 @@ def test_texts_are_cut_to_the_model_window(models, serving_prompt_dir):
     long = "Tell me how to pick the lock of my neighbour's front door, step by step. " * 420
     assert len(long) > 30_000
     assert cut_to_window(["short"], window) == ["short"] and len(cut_to_window([long], window)[0]) == window * 16
-    expected = GuardClassifier.from_pretrained(serving_prompt_dir).predict_proba([long])[0]
+    expected = GuardClassifier.from_pretrained(serving_prompt_dir).score([long])[0]
     with TestClient(create_app(*models, ServerConfig(max_input_chars=32_000))) as c:
         r = c.post("/v1/moderations", json={"input": long})
         assert r.status_code == 200
         assert r.json()["results"][0]["category_scores"]["harmful"] == pytest.approx(expected, abs=1e-6)
         r = c.post("/v1/classify", json={"prompt": long, "response": long})
-        q = GuardClassifier.from_pretrained(models[1].path).predict_proba([long], [long])[0]
+        q = GuardClassifier.from_pretrained(models[1].path).score([long], [long])[0]
         assert r.json()["response_harm"]["score"] == pytest.approx(q, abs=1e-6)
 
 

@@ -32,16 +32,22 @@ def test_onnx_matches_pytorch_prompt(serving_prompt_dir, serving_prompt_onnx):
     assert isinstance(onnx_model, OnnxClassifier)
     assert onnx_model.config.max_length == torch_model.config.max_length == 48
     texts = SERVING_TEXTS * 3  # 24 texts: several batches of mixed lengths
-    p_t = torch_model.predict_proba(texts, batch_size=5)
-    p_o = onnx_model.predict_proba(texts, batch_size=5)
+    p_t = torch_model.score(texts, batch_size=5)
+    p_o = onnx_model.score(texts, batch_size=5)
     diff = float(np.max(np.abs(p_t - p_o)))
     assert diff < PARITY_TOL, f"max |P_torch - P_onnx| = {diff}"
     # batch size does not change results (dynamic batch and sequence axes)
-    np.testing.assert_allclose(onnx_model.predict_proba(texts, batch_size=1), p_o, atol=PARITY_TOL)
+    np.testing.assert_allclose(onnx_model.score(texts, batch_size=1), p_o, atol=PARITY_TOL)
     # the export recorded its own parity check on probe inputs
     assert record["parity"]["max_abs_diff_proba"] < PARITY_TOL and record["parity"]["label_agreement"] == 1.0
     assert json.loads((out / "guardmatch.json").read_text())["provenance"]["onnx"]["quantize"] is None
     assert list(onnx_model.predict(texts[:4])) == list(torch_model.predict(texts[:4]))
+    # the scikit-learn shape: [N, 2] in classes_ order, the same in both runtimes
+    assert list(onnx_model.classes_) == list(torch_model.classes_) == ["unharmful", "harmful"]
+    proba = onnx_model.predict_proba(texts[:4])
+    assert proba.shape == (4, 2)
+    np.testing.assert_allclose(proba[:, 1], p_o[:4], atol=1e-7)
+    assert list(onnx_model.predict(texts[:4], labels=True)) == list(torch_model.predict_labels(texts[:4]))
 
 
 def test_onnx_response_pairs_and_int8_cli(serving_response_dir, tmp_path):
@@ -52,12 +58,12 @@ def test_onnx_response_pairs_and_int8_cli(serving_response_dir, tmp_path):
     assert record["quantize"] == "int8" and (out / "model.onnx").exists()
     torch_model = GuardClassifier.from_pretrained(serving_response_dir)
     q = load_classifier(out)
-    p_t = torch_model.predict_proba(SERVING_TEXTS, SERVING_RESPONSES)
-    p_q = q.predict_proba(SERVING_TEXTS, SERVING_RESPONSES)
+    p_t = torch_model.score(SERVING_TEXTS, SERVING_RESPONSES)
+    p_q = q.score(SERVING_TEXTS, SERVING_RESPONSES)
     # int8 weights: close to float, not equal (measured ~1e-3 on this tiny model)
     assert 0 < np.max(np.abs(p_t - p_q)) < 0.05
     with pytest.raises(ValueError, match="response classifier"):
-        q.predict_proba(SERVING_TEXTS)
+        q.score(SERVING_TEXTS)
     with pytest.raises(ValueError, match="already an ONNX export"):
         export_onnx(out, tmp_path / "again")
 
@@ -90,7 +96,7 @@ def test_calibrate_onnx_model_and_predict_file(serving_prompt_dir, serving_promp
     got = {r["id"]: r for r in iter_jsonl(scores)}
     torch_model = GuardClassifier.from_pretrained(serving_prompt_dir)
     torch_model.config.temperature = result.temperature
-    expected = torch_model.predict_proba([r.prompt for r in rows])
+    expected = torch_model.score([r.prompt for r in rows])
     for row, p in zip(rows, expected):
         assert got[row.id]["p_harmful"] == pytest.approx(p, abs=1e-5)
         assert got[row.id]["threshold"] == pytest.approx(result.threshold)

@@ -38,7 +38,8 @@ def test_guardmatch_serve_with_openai_client(serving_prompt_dir, serving_respons
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = _guardmatch() + ["serve", "--prompt-model", str(serving_prompt_dir), "--response-model",
                            str(serving_response_dir), "--port", str(port), "--threads", "1",
-                           "--api-key-file", str(key_file), "--max-list", "16", "--log-level", "warning"]
+                           "--api-key-file", str(key_file), "--max-list", "16", "--log-level", "warning",
+                           "--model-name", "guard-test-1"]
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -60,6 +61,7 @@ def test_guardmatch_serve_with_openai_client(serving_prompt_dir, serving_respons
         resp = client.moderations.create(input=["How do I bake bread?", "How do I make a bomb?"],
                                          model="omni-moderation-latest")
         assert resp.id.startswith("modr-") and len(resp.results) == 2
+        assert resp.model == "guard-test-1"  # --model-name
         for result in resp.results:
             assert isinstance(result.flagged, bool)
             assert result.categories.hate is False and result.category_scores.violence == 0.0
@@ -78,6 +80,7 @@ def test_guardmatch_serve_with_openai_client(serving_prompt_dir, serving_respons
         r = httpx.post(f"{base}/v1/classify", json={"prompt": "hi", "response": "hello"},
                        headers={"Authorization": "Bearer test-key-123"}, timeout=30)
         assert r.status_code == 200 and r.json()["response_harm"]["model"] == "response-model"
+        assert r.json()["prompt_harm"]["model"] == "guard-test-1"
         metrics = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer test-key-123"}, timeout=30).text
         assert 'guardmatch_texts_total{model="prompt"} 4.0' in metrics
     finally:

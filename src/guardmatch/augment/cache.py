@@ -361,6 +361,67 @@ class ViewCache:
                 removed += size - good_end
         return removed
 
+    def remove_keys(self, task_keys: Iterable[tuple[Task | str, str]], *, dry_run: bool = False) -> int:
+        """Delete every record of the texts ``(task, key)`` from the shards and the packed file.
+
+        Files are rewritten atomically with their modes kept; the index and the manifest's counts
+        are refreshed. Holds the cache lock (:class:`CacheLockedError` while a run writes, nothing
+        removed). Returns how many records go (with ``dry_run``: would go; nothing is written).
+        """
+        drop = {(Task(t).value, str(k)) for t, k in task_keys}
+        cipher = security.AtRestCipher.from_env()
+        removed = 0
+
+        def kept(lines: list[str], where: Path) -> list[str]:
+            nonlocal removed
+            out = []
+            for n, line in enumerate(lines, 1):
+                text = line.strip()
+                if text:
+                    obj = json.loads(security.decode_line(text, cipher, file=str(where), line_no=n))
+                    if (obj.get("task"), obj.get("key")) in drop:
+                        removed += 1
+                        continue
+                out.append(line)
+            return out
+
+        if not drop:
+            return 0
+        with security.secure_open(self.path / "lock", "a") as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CacheLockedError(f"{self.path} is being written by a `guardmatch augment` run; try again "
+                                       "when it has finished (nothing was removed)") from None
+            for shard in self.shard_paths():
+                with open(shard, encoding="utf-8", errors="surrogateescape") as fh:
+                    lines = [ln for ln in fh if ln.endswith("\n")]  # a torn last line is dropped
+                left = kept(lines, shard)
+                if not dry_run and len(left) != len(lines):
+                    tmp = shard.with_name(shard.name + ".remove-tmp")
+                    with security.secure_open(tmp, "w", errors="surrogateescape") as out:
+                        out.writelines(left)
+                    os.replace(tmp, shard)
+            packed = self.path / PACKED
+            if packed.is_file():
+                with gzip.open(packed, "rt", encoding="utf-8") as fh:
+                    lines = [ln if ln.endswith("\n") else ln + "\n" for ln in fh]
+                left = kept(lines, packed)
+                if not dry_run and len(left) != len(lines):
+                    tmp = packed.with_name(PACKED + ".remove-tmp")
+                    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz:
+                        gz.write("".join(left).encode("utf-8"))
+                    os.chmod(tmp, packed.stat().st_mode & 0o777)
+                    os.replace(tmp, packed)
+                    if isinstance(self.manifest.get("packed"), dict):
+                        self.manifest["packed"] = {**self.manifest["packed"], "records": len(left),
+                                                   "bytes": packed.stat().st_size}
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        if removed and not dry_run:
+            self.reload()
+            self.write_manifest()
+        return removed
+
     def reload(self) -> "ViewCache":
         self._index.clear()
         self._seen.clear()

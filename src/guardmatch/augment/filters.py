@@ -12,7 +12,7 @@ Checks, cheapest first; the first failing check names the rejection reason:
               label, or its embedding similarity to the source is below the floor
 
 The intent check is ours, not the paper's. ``mode="embedding"`` (default) compares MiniLM sentence
-embeddings; ``mode="classifier"`` needs any object with ``predict_proba(prompts, responses=None)``
+embeddings; ``mode="classifier"`` needs any object with ``score(prompts, responses=None)``
 returning P(harmful): the view must get the same predicted label as the source (label-free; with
 ``use_labels=True`` the source's *gold* label is used where it has one, never a hidden label).
 ``either``/``both`` combine the two.
@@ -36,7 +36,7 @@ REASONS = ("error", "empty", "refusal", "echo", "length", "language", "intent")
 
 
 class ReferenceClassifier(Protocol):
-    def predict_proba(self, prompts: list[str], responses: list[str] | None = None) -> np.ndarray: ...
+    def score(self, prompts: list[str], responses: list[str] | None = None) -> np.ndarray: ...
 
 
 class IntentCheckConfig(BaseModel):
@@ -145,7 +145,7 @@ class QualityFilter:
         self.classifier = classifier
         mode = self.config.intent.mode
         if self.config.enabled and mode in ("classifier", "either", "both") and classifier is None:
-            raise ValueError(f"intent check mode {mode!r} needs a reference classifier (predict_proba)")
+            raise ValueError(f"intent check mode {mode!r} needs a reference classifier (score)")
 
     def describe(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json")
@@ -225,7 +225,7 @@ class QualityFilter:
         v_resp = None
         if task is Task.RESPONSE:
             v_resp = [d.response if d.response is not None else (r.example.response or "") for r, d in zip(requests, drafts)]
-        p_view = np.asarray(self.classifier.predict_proba(v_prompts, v_resp), dtype=float).reshape(-1)  # type: ignore[union-attr]
+        p_view = np.asarray(self.classifier.score(v_prompts, v_resp), dtype=float).reshape(-1)  # type: ignore[union-attr]
         # reference label: the gold label only when allowed and present, else the classifier on the source
         need_src = [i for i, r in enumerate(requests) if not (icfg.use_labels and r.example.label is not None)]
         ref = np.array([r.example.label if r.example.label is not None else -1 for r in requests], dtype=float)
@@ -234,7 +234,7 @@ class QualityFilter:
         if need_src:
             s_prompts = [requests[i].example.prompt for i in need_src]
             s_resp = [requests[i].example.response or "" for i in need_src] if task is Task.RESPONSE else None
-            p_src = np.asarray(self.classifier.predict_proba(s_prompts, s_resp), dtype=float).reshape(-1)  # type: ignore[union-attr]
+            p_src = np.asarray(self.classifier.score(s_prompts, s_resp), dtype=float).reshape(-1)  # type: ignore[union-attr]
             ref[need_src] = (p_src >= icfg.threshold).astype(float)
         out = []
         for d, p, r in zip(drafts, p_view, ref):

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from guardmatch.cli.common import console, friendly_errors, parse_assignments, stdout
+from guardmatch.cli.common import AugmenterChoice, LLMBackendChoice, console, friendly_errors, parse_assignments, stdout
 from guardmatch.data.example import Task
 
 views_app = typer.Typer(name="views", help="Inspect augmentation caches (made by `guardmatch augment`).",
@@ -16,8 +16,7 @@ views_app = typer.Typer(name="views", help="Inspect augmentation caches (made by
 
 
 def augment_command(
-    augmenter: str = typer.Option("eda", "--augmenter", "-a",
-                                  help="eda | backtranslation | llm-backtranslation | llm-rewrite"),
+    augmenter: AugmenterChoice = typer.Option("eda", "--augmenter", "-a", help="which augmenter"),
     input: str = typer.Option(..., "--input", "-i", help="file (jsonl/csv/parquet) or dataset name, e.g. wildguardtrain"),
     task: Task = typer.Option(Task.PROMPT, "--task", help="prompt: rewrite prompts; response: rewrite responses"),
     views: int = typer.Option(1, "--views", "-k", min=1, help="views per text"),
@@ -26,7 +25,7 @@ def augment_command(
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", envvar="GUARDMATCH_CACHE_DIR",
                                             help="cache root (default ~/.cache/guardmatch)"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="local data root for dataset names"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="LLM augmenters: llama-cpp | transformers | openai"),
+    backend: Optional[LLMBackendChoice] = typer.Option(None, "--backend", help="LLM augmenters: the generation backend"),
     model: Optional[str] = typer.Option(None, "--model", "-m",
                                         help="LLM: alias (qwen1.5b, smollm2), path, Hub id or server model name"),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="openai backend: server root incl. /v1"),

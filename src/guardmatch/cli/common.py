@@ -44,3 +44,60 @@ def friendly_errors() -> Iterator[None]:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# choices: enums, so typer rejects a bad value at once (before any data is loaded or file
+# written) and lists the choices in --help. Each mirrors a registry; tests keep them in step.
+# --------------------------------------------------------------------------------------------
+
+from enum import Enum  # noqa: E402
+
+
+class RoutingStrategy(str, Enum):
+    """``guardmatch.review.routing.STRATEGIES``."""
+
+    least_confidence = "least_confidence"
+    margin = "margin"
+    entropy = "entropy"
+    head_disagreement = "head_disagreement"
+    apm_instability = "apm_instability"
+    random = "random"
+
+
+class ExchangeFormat(str, Enum):
+    """``guardmatch.review.exchange.FORMATS``."""
+
+    jsonl = "jsonl"
+    csv = "csv"
+    argilla = "argilla"
+    labelstudio = "labelstudio"
+
+
+class AugmenterName(str, Enum):
+    """``guardmatch.augment.registry.augmenter_names()``."""
+
+    eda = "eda"
+    backtranslation = "backtranslation"
+    llm_backtranslation = "llm-backtranslation"
+    llm_rewrite = "llm-rewrite"
+
+
+class LLMBackendName(str, Enum):
+    """``guardmatch.augment.backends`` kinds."""
+
+    llama_cpp = "llama-cpp"
+    transformers = "transformers"
+    openai = "openai"
+
+
+def choice_value(value: Any) -> Any:
+    """The plain string of an enum choice (None stays None)."""
+    return value.value if isinstance(value, Enum) else value
+
+
+# the same choices as plain-string Literals, for commands whose bodies take the value as a str
+from typing import Literal  # noqa: E402
+
+AugmenterChoice = Literal["eda", "backtranslation", "llm-backtranslation", "llm-rewrite"]
+LLMBackendChoice = Literal["llama-cpp", "transformers", "openai"]

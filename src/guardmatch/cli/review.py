@@ -9,7 +9,17 @@ from typing import Optional
 
 import typer
 
-from guardmatch.cli.common import console, friendly_errors, parse_assignments, print_json, stdout
+from guardmatch.cli.common import (
+    ExchangeFormat,
+    RoutingStrategy,
+    choice_value,
+    console,
+    friendly_errors,
+    parse_assignments,
+    print_json,
+    stdout,
+)
+from guardmatch.data.example import Task
 
 review_app = typer.Typer(
     name="review",
@@ -41,13 +51,12 @@ def route_cmd(
     model: Optional[Path] = typer.Option(None, help="model directory (default: RUN/model)"),
     pool: Optional[list[Path]] = typer.Option(None, help="unlabeled pool file(s) to add (normalized jsonl, csv ...)"),
     seed_file: Optional[Path] = typer.Option(None, "--seed-file", help="labeled seed file to add (audited labels)"),
-    strategy: str = typer.Option("margin", help="least_confidence | margin | entropy | head_disagreement | "
-                                                "apm_instability | random"),
+    strategy: RoutingStrategy = typer.Option(RoutingStrategy.margin, help="how to rank the pool for review"),
     budget: int = typer.Option(100, help="review budget N: items added to the queue"),
     pseudo_threshold: float = typer.Option(0.95, help="confidence at or above which an item is pseudo-labeled "
                                                       "(1 = never)"),
     rng_seed: int = typer.Option(0, "--rng-seed", help="seed for random ranking and tie-breaks"),
-    task: Optional[str] = typer.Option(None, help="prompt | response (new stores; default: the model's task)"),
+    task: Optional[Task] = typer.Option(None, help="new stores; default: the model's task"),
     data_dir: Optional[str] = typer.Option(None, help="local data root"),
     batch_size: int = typer.Option(64, help="scoring batch size"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
@@ -59,9 +68,13 @@ def route_cmd(
     from guardmatch.review.sources import config_yaml, load_run_data, resolve_source_path
     from guardmatch.security import register_derived
 
+    strategy = choice_value(strategy)
+    task = choice_value(task)
     with friendly_errors():
         if run is None and model is None:
             raise ValueError("give --run RUN_DIR or --model MODEL_DIR")
+        if strategy == "apm_instability" and run is None:
+            raise ValueError("apm_instability needs --run (the training state of the model)")
         model_dir = model or (run / "model")
         mcfg = load_config(model_dir)
         store = _open(db, create=True, task=task or mcfg.task.value)
@@ -146,7 +159,7 @@ def status_cmd(
 def export_cmd(
     db: Path = typer.Argument(..., help="review store"),
     out: Path = typer.Argument(..., help="file to write"),
-    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl | csv | argilla | labelstudio"),
+    fmt: ExchangeFormat = typer.Option(ExchangeFormat.jsonl, "--format", "-f", help="file format"),
     all_queued: bool = typer.Option(False, "--all", help="the whole queue, not only items still pending"),
 ) -> None:
     """Write the review queue for people or another tool (audited)."""
@@ -154,8 +167,8 @@ def export_cmd(
 
     with friendly_errors():
         with _open(db) as store:
-            info = export_queue(store, out, fmt, which="queue" if all_queued else "pending")
-    stdout.print(f"wrote {info['rows']} items to {info['path']} ({fmt})"
+            info = export_queue(store, out, choice_value(fmt), which="queue" if all_queued else "pending")
+    stdout.print(f"wrote {info['rows']} items to {info['path']} ({info['format']})"
                  + (f"; also {', '.join(info['extra_files'])}" if info["extra_files"] else ""))
 
 
@@ -163,7 +176,7 @@ def export_cmd(
 def import_cmd(
     db: Path = typer.Argument(..., help="review store"),
     file: Path = typer.Argument(..., help="reviewed file (jsonl, csv, Argilla records, Label Studio tasks)"),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="jsonl | csv | argilla | labelstudio (auto)"),
+    fmt: Optional[ExchangeFormat] = typer.Option(None, "--format", "-f", help="file format (default: detect)"),
     reviewer: Optional[str] = typer.Option(None, help="reviewer for rows that do not name one"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="import the valid rows, report the bad ones"),
     progress_every: int = typer.Option(1000, help="print progress every N rows"),
@@ -178,7 +191,7 @@ def import_cmd(
 
     with friendly_errors():
         with _open(db) as store:
-            report = import_reviews(store, file, fmt, reviewer=reviewer, errors="skip" if skip_bad else "raise",
+            report = import_reviews(store, file, choice_value(fmt), reviewer=reviewer, errors="skip" if skip_bad else "raise",
                                     progress=progress, progress_every=max(1, progress_every))
     if as_json:
         print_json(report)
@@ -187,7 +200,10 @@ def import_cmd(
         stdout.print(f"{file} was already imported ({report['imported_at']}): nothing changed")
         return
     stdout.print(f"{file} ({report['format']}): {report['stored']} reviews stored, {report['duplicates']} duplicates, "
-                 f"{report['unreviewed']} rows without a label yet")
+                 f"{report['unreviewed']} rows without a label yet"
+                 + (f", {report['drafts_ignored']} drafts ignored" if report.get("drafts_ignored") else ""))
+    for w in report.get("warnings") or []:
+        console.print(f"[yellow]warning[/]: {w}")
     for r in report["relabeled"]:
         stdout.print(f"  relabeled by {r['reviewer']}: {r['item_id']} {r['from']} -> {r['to']}")
     for c in report["conflicts"]:

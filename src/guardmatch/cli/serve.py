@@ -42,6 +42,10 @@ def serve(
     threads: Optional[int] = typer.Option(None, help="inference threads (torch / onnxruntime)"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
     keep_alive: float = typer.Option(75.0, help="seconds an idle keep-alive connection stays open"),
+    model_name: Optional[str] = typer.Option(
+        None, "--model-name", help="model name in responses (the prompt model's, or the only model's; default: its directory name)"),
+    response_model_name: Optional[str] = typer.Option(
+        None, "--response-model-name", help="the response model's name in responses (default: its directory name)"),
 ) -> None:
     """Serve OpenAI-compatible /v1/moderations, /v1/classify, /healthz and /metrics."""
     with _needs_extra("serve"):
@@ -58,7 +62,8 @@ def serve(
                            api_key=key)
         console.print(f"serving on http://{host}:{port} (auth: {'bearer token' if key else 'none'})")
         run_server(prompt_model, response_model, host=host, port=port, config=cfg, threads=threads,
-                   log_level=log_level, keep_alive_s=keep_alive)
+                   log_level=log_level, keep_alive_s=keep_alive, model_name=model_name,
+                   response_model_name=response_model_name)
 
 
 @export_app.command("onnx")

@@ -110,7 +110,8 @@ def unreadable_text(text: str) -> str | None:
 
 def unreadable_field(value: Any, path: str = "") -> tuple[str, str] | None:
     """The first string in ``value`` (nested dicts/lists, keys too) that :func:`unreadable_text`
-    rejects, as ``(field path, reason)`` (``messages[2].content``), or None."""
+    rejects, as ``(field path, reason)`` (``messages[2].content``; a bad key is named backslash-escaped),
+    or None."""
     stack: list[tuple[str, Any]] = [(path, value)]
     while stack:
         where, v = stack.pop()
@@ -123,8 +124,9 @@ def unreadable_field(value: Any, path: str = "") -> tuple[str, str] | None:
             for k, sub in v.items():
                 key = str(k)
                 reason = unreadable_text(key)
-                if reason is not None:
-                    return where or "value", f"a field name is {reason}"
+                if reason is not None:  # the path names the key, escaped (it must print)
+                    shown = key.encode("utf-8", "backslashreplace").decode("utf-8")
+                    return (f"{where}.{shown}" if where else shown), f"the field name is {reason}"
                 items.append((f"{where}.{key}" if where else key, sub))
             stack.extend(reversed(items))
         elif isinstance(v, (list, tuple)):

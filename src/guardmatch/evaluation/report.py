@@ -109,7 +109,7 @@ def evaluate_model(
     progress: bool = False,
     name: str | None = None,
 ) -> EvaluationReport:
-    """Score every test set with ``model.predict_proba`` and compute harmful-class metrics."""
+    """Score every test set with ``model.score`` (P(harmful)) and compute harmful-class metrics."""
     task = Task(model.config.task)
     thr = model.config.threshold if threshold is None else threshold
     scored = {}
@@ -119,7 +119,7 @@ def evaluate_model(
             continue
         prompts = [ex.prompt for ex in labeled]
         responses = [ex.response or "" for ex in labeled] if task is Task.RESPONSE else None
-        probs = model.predict_proba(prompts, responses, batch_size=batch_size, progress=progress)
+        probs = model.score(prompts, responses, batch_size=batch_size, progress=progress)
         scored[set_name] = ([ex.label for ex in labeled], probs)
     return EvaluationReport(
         model=name or str(model.config.encoder),

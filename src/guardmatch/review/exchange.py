@@ -9,21 +9,39 @@ Formats (files only, no server needed):
     ``reviewer`` (or pass ``reviewer=`` on import) and optionally ``note`` / ``reviewed_at``.
     Rows with an empty label are not reviewed yet and are ignored.
 ``argilla``
-    Argilla v2 records as written by ``dataset.records.to_json(path)`` (a JSON list; JSONL is read
-    too): ``{"id", "fields": {"prompt", "response"}, "metadata", "suggestions": {"label":
-    {"value", "score", "agent"}}, "responses": {"label": [{"value", "user_id", "status"}]},
-    "vectors", "status", "_server_id"}``. The suggestion is the model's predicted label, its
-    ``score`` the model's probability of that label, its ``agent`` the model version. The Argilla
-    dataset needs fields ``prompt`` (and ``response``), a ``LabelQuestion`` named ``label`` with
-    labels ``harmful``/``unharmful`` and optionally a ``TextQuestion`` named ``note``. On import,
-    submitted responses are reviews, ``discarded`` ones are skips, drafts are ignored.
+    Export: a JSON list of flat records for ``dataset.records.log(json.load(f))``, built the way
+    Argilla's default mapping reads them (every key is a field, a metadata property, a question or
+    ``id``, so nothing is ignored): ``{"id", "prompt", "response", "label", "p_harmful",
+    "confidence", "priority", "strategy", "model_version"}``, where ``label`` is the model's
+    predicted label (Argilla makes a question-named key a *suggestion*, never a response). The
+    matching dataset settings are written next to it as ``<name>.argilla_settings.json``
+    (``rg.Settings.from_json(path)``): fields ``prompt`` (and ``response``), a ``LabelQuestion``
+    ``label`` (harmful / unharmful), an optional ``TextQuestion`` ``note``, float metadata
+    ``p_harmful`` / ``confidence`` / ``priority`` and terms metadata ``strategy`` / ``model_version``.
+    Import reads what Argilla 2.x writes: ``records.to_json(path)`` and ``dataset.to_disk(dir)``
+    (a directory: its ``records.json``) give nested records ``{"id", "fields", "responses":
+    {"label": [{"value", "user_id"}]}, ...}``; ``records.to_list(flatten=True)``,
+    ``records.to_datasets()`` (saved with ``to_json`` / ``to_parquet``) and Hub exports give flat
+    records with ``label.responses``, ``label.responses.users``, ``label.responses.status``.
+    Submitted responses are reviews, *discarded* ones are skips, *drafts* are ignored. Argilla's
+    nested writer drops the response status: there a response without a value is read as a discard
+    and one with a value as submitted, and the import reports that it could not tell drafts apart
+    (export with ``to_datasets()`` / ``to_list(flatten=True)`` to keep the status). The reviewer is
+    Argilla's ``user_id``.
 ``labelstudio``
     Label Studio tasks (a JSON list): ``{"data": {"item_id", "prompt", "response", "p_harmful"},
     "predictions": [{"model_version", "score", "result": [{"from_name": "label", "to_name":
     "prompt", "type": "choices", "value": {"choices": ["harmful"]}}]}]}``; the labeling config
-    that matches is written next to it (``<name>.label_config.xml``). On import (Label Studio's
-    JSON export) every annotation is a review by its ``completed_by``; cancelled annotations are
-    skips; a ``note`` TextArea becomes the note.
+    that matches is written next to it (``<name>.label_config.xml``). Import reads Label Studio's
+    JSON export (every annotation is a review; cancelled annotations are skips; a ``note``
+    TextArea becomes the note) and its JSON-MIN and CSV exports (one row per annotation, the item
+    in ``item_id``, the reviewer in ``annotator``; Label Studio leaves cancelled annotations out
+    of these two). The reviewer keeps its name: ``completed_by``'s email (or username, or first and
+    last name) when the export expanded the user, else the email in ``created_username``; a bare
+    user number becomes ``labelstudio-user-<n>``.
+
+A file in which nothing is recognisable (no records with an item id and a label field, in any of
+the forms above) is refused with a :class:`DataError` rather than imported as zero reviews.
 
 Import is all-or-nothing: every row is validated first (unknown item, unknown label, missing
 reviewer, text that does not match the stored item, two different labels by one reviewer for one
@@ -41,6 +59,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -50,6 +69,8 @@ from guardmatch.review.store import MAX_REVIEWER_CHARS, SKIP, ReviewStore, _labe
 from guardmatch.security import audit_log, secure_open
 
 FORMATS = ("jsonl", "csv", "argilla", "labelstudio")
+ARGILLA_SETTINGS_SUFFIX = ".argilla_settings.json"
+LS_USER_PREFIX = "labelstudio-user-"
 FLAT_COLUMNS = ("id", "prompt", "response", "p_harmful", "predicted", "confidence", "model_version", "strategy",
                 "priority", "label", "reviewer", "note", "reviewed_at")
 QUESTION = "label"
@@ -103,6 +124,38 @@ def _label_config(with_response: bool) -> str:
     )
 
 
+def argilla_settings(with_response: bool) -> dict[str, Any]:
+    """The Argilla v2 dataset settings the export fits, in ``rg.Settings.to_json`` form."""
+
+    def field(name: str, required: bool) -> dict[str, Any]:
+        return {"name": name, "title": name, "required": required, "description": None, "type": "text",
+                "settings": {"type": "text", "use_markdown": False}}
+
+    def meta(name: str, kind: str) -> dict[str, Any]:
+        settings: dict[str, Any] = {"visible_for_annotators": True, "type": kind}
+        settings.update({"min": None, "max": None} if kind == "float" else {"values": None})
+        return {"name": name, "title": name, "visible_for_annotators": True, "settings": settings}
+
+    labels = [{"text": n, "value": n} for n in (LABEL_NAMES[1], LABEL_NAMES[0])]
+    return {
+        "guidelines": "Is this prompt (or this model response) harmful? Pick harmful or unharmful; "
+                      "discard the record to skip it. The suggestion is the model's prediction.",
+        "fields": [field("prompt", True)] + ([field("response", False)] if with_response else []),
+        "questions": [
+            {"name": QUESTION, "title": QUESTION, "description": None, "required": True, "type": "label_selection",
+             "settings": {"type": "label_selection", "options": labels, "visible_options": None}},
+            {"name": NOTE, "title": NOTE, "description": None, "required": False, "type": "text",
+             "settings": {"type": "text", "use_markdown": False}},
+        ],
+        "vectors": [],
+        "metadata": [meta("p_harmful", "float"), meta("confidence", "float"), meta("priority", "float"),
+                     meta("strategy", "terms"), meta("model_version", "terms")],
+        "allow_extra_metadata": False,
+        "distribution": {"strategy": "overlap", "min_submitted": 1},
+        "mapping": None,
+    }
+
+
 def export_queue(store: ReviewStore, path: str | Path, fmt: str, *, which: str = "pending") -> dict[str, Any]:
     """Write the queue (``pending`` items, or the whole ``queue``) as ``fmt``; audited. Returns a summary."""
     if fmt not in FORMATS:
@@ -123,19 +176,12 @@ def export_queue(store: ReviewStore, path: str | Path, fmt: str, *, which: str =
         elif fmt == "argilla":
             out = []
             for r in records:
-                fields = {"prompt": r["prompt"]}
+                rec: dict[str, Any] = {"id": r["id"], "prompt": r["prompt"]}
                 if with_response:
-                    fields["response"] = r["response"] or ""
-                suggestions = {}
-                if r["predicted"] is not None:
-                    suggestions[QUESTION] = {"value": r["predicted"], "score": r["confidence"],
-                                             "agent": r["model_version"]}
-                out.append({
-                    "id": r["id"], "fields": fields,
-                    "metadata": {"p_harmful": r["p_harmful"], "strategy": r["strategy"], "priority": r["priority"]},
-                    "suggestions": suggestions, "responses": {}, "vectors": {}, "status": "pending",
-                    "_server_id": None,
-                })
+                    rec["response"] = r["response"] or ""
+                rec.update({QUESTION: r["predicted"], "p_harmful": r["p_harmful"], "confidence": r["confidence"],
+                            "priority": r["priority"], "strategy": r["strategy"], "model_version": r["model_version"]})
+                out.append(rec)
             json.dump(out, fh, ensure_ascii=False, indent=1)
         else:  # labelstudio
             out = []
@@ -153,6 +199,11 @@ def export_queue(store: ReviewStore, path: str | Path, fmt: str, *, which: str =
                     }]
                 out.append(task)
             json.dump(out, fh, ensure_ascii=False, indent=1)
+    if fmt == "argilla":
+        cfg = path.with_name(path.name.split(".")[0] + ARGILLA_SETTINGS_SUFFIX)
+        with secure_open(cfg, "w") as fh:
+            json.dump(argilla_settings(with_response), fh, indent=1)
+        extra_files.append(str(cfg))
     if fmt == "labelstudio":
         cfg = path.with_name(path.name.split(".")[0] + ".label_config.xml")
         with secure_open(cfg, "w") as fh:
@@ -185,27 +236,50 @@ def _norm_time(value: Any) -> str | None:
     return t.astimezone(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-def detect_format(path: Path, data: bytes) -> str:
-    name = path.name.lower()
-    if name.endswith(".csv"):
-        return "csv"
-    text = data.decode("utf-8", errors="replace").lstrip()
-    first: Any = None
+_ARGILLA_FLAT_SUFFIXES = (".responses", ".responses.users", ".responses.status", ".suggestion")
+
+
+def _is_argilla_flat(obj: dict[str, Any]) -> bool:
+    return any(isinstance(k, str) and k.endswith(_ARGILLA_FLAT_SUFFIXES) for k in obj)
+
+
+def _is_labelstudio_flat(keys: Iterable[str]) -> bool:
+    keys = set(keys)
+    return "annotator" in keys and "annotation_id" in keys
+
+
+def _first_record(path: Path, text: str) -> Any:
     try:
         if text.startswith("["):
             items = json.loads(text)
-            first = items[0] if items else {}
-        else:
-            line = next((ln for ln in text.splitlines() if ln.strip()), "{}")
-            first = json.loads(line)
+            return items[0] if items else {}
+        line = next((ln for ln in text.splitlines() if ln.strip()), "{}")
+        return json.loads(line)
     except (json.JSONDecodeError, StopIteration):
         raise DataError([Problem(str(path), None, None, "not JSON/JSONL (and not a .csv file): cannot tell the format")],
                         context="review import") from None
+
+
+def detect_format(path: Path, data: bytes) -> str:
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        return "argilla"  # Argilla's to_datasets() / Hub exports; the only parquet review file we read
+    text = data.decode("utf-8-sig", errors="replace").lstrip()
+    if name.endswith(".csv"):
+        header = next(csv.reader(io.StringIO(text)), [])
+        return "labelstudio" if _is_labelstudio_flat(header) else "csv"
+    first = _first_record(path, text)
     if isinstance(first, dict):
         if "fields" in first and ("responses" in first or "suggestions" in first):
             return "argilla"
+        if _is_argilla_flat(first):
+            return "argilla"
         if "data" in first and isinstance(first["data"], dict):
             return "labelstudio"
+        if _is_labelstudio_flat(first):
+            return "labelstudio"
+        if text.startswith("[") and QUESTION in first and "reviewer" not in first and "prompt" in first:
+            return "argilla"  # our own records.log export (``label`` there is the model's suggestion)
         return "jsonl"
     raise DataError([Problem(str(path), 1, None, "expected JSON objects")], context="review import")
 
@@ -248,48 +322,130 @@ def _flat_rows(path: Path, text: str, fmt: str, problems: list[Problem]) -> Iter
             yield {"row": n, **obj}
 
 
-def _argilla_rows(path: Path, text: str, problems: list[Problem]) -> Iterable[dict[str, Any]]:
-    for n, rec in _json_records(path, text, problems):
+def _as_list(value: Any) -> list[Any]:
+    """A flattened Argilla column: a list (JSON), an array (parquet), a JSON string (CSV) or nothing."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return [value]
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _argilla_flat_responses(rec: dict[str, Any], question: str) -> list[dict[str, Any]]:
+    values = _as_list(rec.get(f"{question}.responses"))
+    users = _as_list(rec.get(f"{question}.responses.users"))
+    statuses = _as_list(rec.get(f"{question}.responses.status"))
+    out = []
+    for k, value in enumerate(values):
+        out.append({"value": value, "user_id": users[k] if k < len(users) else None,
+                    "status": statuses[k] if k < len(statuses) else None})
+    return out
+
+
+def _argilla_rows(path: Path, records: list[tuple[int, Any]], problems: list[Problem],
+                  info: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    for n, rec in records:
         if not isinstance(rec, dict):
             problems.append(Problem(str(path), n, None, "expected an Argilla record object"))
             continue
-        responses = rec.get("responses") or {}
-        if not isinstance(responses, dict):
-            problems.append(Problem(str(path), n, "responses", "expected {question: [responses]}"))
-            continue
-        notes = {str(r.get("user_id")): r.get("value") for r in responses.get(NOTE, []) or [] if isinstance(r, dict)}
-        fields = rec.get("fields") or {}
-        for r in responses.get(QUESTION, []) or []:
+        if "fields" in rec or "responses" in rec:  # nested: records.to_json / to_disk
+            responses = rec.get("responses") or {}
+            if not isinstance(responses, dict):
+                problems.append(Problem(str(path), n, "responses", "expected {question: [responses]}"))
+                continue
+            fields = rec.get("fields") or {}
+            labels, note_list = responses.get(QUESTION, []) or [], responses.get(NOTE, []) or []
+            field_name = f"responses.{QUESTION}"
+        else:  # flat: to_list(flatten=True) / to_datasets() / Hub
+            fields = rec
+            labels, note_list = _argilla_flat_responses(rec, QUESTION), _argilla_flat_responses(rec, NOTE)
+            field_name = f"{QUESTION}.responses"
+        notes = {str(r.get("user_id")): r.get("value") for r in note_list
+                 if isinstance(r, dict) and str(r.get("status") or "submitted").lower() != "draft"}
+        if not is_null(rec.get("id")) and (field_name.startswith("responses") or _is_argilla_flat(rec)
+                                           or QUESTION in rec):
+            info["recognised"] += 1
+        for r in labels:
             if not isinstance(r, dict):
-                problems.append(Problem(str(path), n, f"responses.{QUESTION}", "expected a response object"))
+                problems.append(Problem(str(path), n, field_name, "expected a response object"))
                 continue
-            status = (r.get("status") or "submitted").lower()
+            status = r.get("status")
+            value = r.get("value")
+            if is_null(status):
+                info["status_unknown"] += 1
+                status = "discarded" if is_null(value) else "submitted"
+            status = str(status).lower()
             if status == "draft":
+                info["drafts"] += 1
                 continue
-            value = SKIP if status == "discarded" else r.get("value")
+            if status == "discarded":
+                value = SKIP
+            elif status != "submitted":
+                problems.append(Problem(str(path), n, f"{field_name}.status",
+                                        f"unknown response status {status!r}; expected submitted, discarded or draft"))
+                continue
             user = r.get("user_id")
             yield {"row": n, "id": rec.get("id"), "label": value, "reviewer": None if is_null(user) else str(user),
                    "note": notes.get(str(user)), "reviewed_at": r.get("updated_at") or r.get("inserted_at"),
-                   "prompt": fields.get("prompt"), "response": fields.get("response"),
-                   "_field": f"responses.{QUESTION}"}
+                   "prompt": fields.get("prompt"), "response": fields.get("response"), "_field": field_name}
 
 
-def _ls_reviewer(value: Any) -> str | None:
+_EMAIL = re.compile(r"[^\s,]+@[^\s,]+")
+
+
+def _ls_user(value: Any) -> str | None:
+    """A reviewer name from Label Studio's ``completed_by`` / ``annotator`` (expanded user or number)."""
     if isinstance(value, dict):
-        for key in ("email", "username", "id"):
-            if not is_null(value.get(key)):
-                return str(value[key])
+        for key in ("email", "username"):
+            if not is_null(value.get(key)) and str(value[key]).strip():
+                return str(value[key]).strip()
+        name = " ".join(str(value.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
+        if name:
+            return name
+        value = value.get("id")
+    if is_null(value):
         return None
-    return None if is_null(value) else str(value)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)) or str(value).strip().isdigit():
+        return f"{LS_USER_PREFIX}{int(float(value))}"
+    return str(value).strip() or None
 
 
-def _labelstudio_rows(path: Path, text: str, problems: list[Problem]) -> Iterable[dict[str, Any]]:
-    for n, task in _json_records(path, text, problems):
+def _ls_reviewer(ann: dict[str, Any]) -> str | None:
+    who = ann.get("completed_by")
+    name = _ls_user(who)
+    if name is not None and not name.startswith(LS_USER_PREFIX):
+        return name
+    # the default export has only the user number; ``created_username`` ("First Last email, 7") names them
+    created = ann.get("created_username")
+    if isinstance(created, str) and created.strip():
+        m = _EMAIL.search(created)
+        if m:
+            return m.group(0)
+        head = created.rsplit(",", 1)[0].strip()
+        if head:
+            return head
+    return name
+
+
+def _labelstudio_rows(path: Path, records: list[tuple[int, Any]], problems: list[Problem],
+                      info: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    for n, task in records:
+        if isinstance(task, dict) and not isinstance(task.get("data"), dict) and _is_labelstudio_flat(task):
+            yield from _labelstudio_flat_row(n, task, info)
+            continue
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             problems.append(Problem(str(path), n, "data", "expected a Label Studio task with a 'data' object"))
             continue
         data = task["data"]
         item_id = data.get("item_id", data.get("id"))
+        info["recognised"] += 1
         for a_no, ann in enumerate(task.get("annotations") or [], 1):
             if not isinstance(ann, dict):
                 problems.append(Problem(str(path), n, f"annotations[{a_no}]", "expected an annotation object"))
@@ -300,7 +456,7 @@ def _labelstudio_rows(path: Path, text: str, problems: list[Problem]) -> Iterabl
                 if not isinstance(res, dict):
                     continue
                 value = res.get("value") or {}
-                if res.get("from_name") == QUESTION and res.get("type", "choices") == "choices":
+                if res.get("from_name") == QUESTION and str(res.get("type", "choices")).lower() == "choices":
                     choices = value.get("choices") or []
                     choice = choices[0] if len(choices) == 1 else (choices or None)
                 elif res.get("from_name") == NOTE:
@@ -308,10 +464,50 @@ def _labelstudio_rows(path: Path, text: str, problems: list[Problem]) -> Iterabl
                     note = " ".join(str(t) for t in texts) if isinstance(texts, list) else str(texts)
             if ann.get("was_cancelled"):
                 choice = SKIP
-            yield {"row": n, "id": item_id, "label": choice, "reviewer": _ls_reviewer(ann.get("completed_by")),
+            yield {"row": n, "id": item_id, "label": choice, "reviewer": _ls_reviewer(ann),
                    "note": note, "reviewed_at": ann.get("updated_at") or ann.get("created_at"),
                    "prompt": data.get("prompt"), "response": data.get("response"),
                    "_field": f"annotations[{a_no}].result"}
+
+
+def _labelstudio_flat_row(n: int, rec: dict[str, Any], info: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    """One JSON-MIN / CSV row: the task's data columns plus one annotation's outputs."""
+    if not is_null(rec.get("item_id", rec.get("id"))):
+        info["recognised"] += 1
+    item_id = rec.get("item_id")
+    item_id = rec.get("id") if is_null(item_id) else item_id
+    label = rec.get(QUESTION)
+    if isinstance(label, str) and label.startswith("["):  # CSV: several choices are a JSON list
+        try:
+            label = json.loads(label)
+        except json.JSONDecodeError:
+            pass
+    note = rec.get(NOTE)
+    if isinstance(note, list):
+        note = " ".join(str(t) for t in note)
+    yield {"row": n, "id": item_id, "label": label, "reviewer": _ls_user(rec.get("annotator")),
+           "note": note, "reviewed_at": rec.get("updated_at") or rec.get("created_at"),
+           "prompt": rec.get("prompt"), "response": rec.get("response"), "_field": QUESTION}
+
+
+def _read_source(path: Path) -> tuple[Path, bytes]:
+    """The file to read: ``path``, or the ``records.json`` of an Argilla ``to_disk`` directory."""
+    if path.is_dir():
+        inner = path / "records.json"
+        if not inner.is_file():
+            raise DataError([Problem(str(path), None, None, "a directory is read only as an Argilla to_disk() "
+                                                            "export, and it has no records.json")],
+                            context="review import")
+        return inner, inner.read_bytes()
+    return path, path.read_bytes()
+
+
+def _parquet_records(path: Path) -> list[tuple[int, Any]]:
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    return [(k, {c: (None if not hasattr(v, "__len__") and pd.isna(v) else v) for c, v in row.items()})
+            for k, row in enumerate(frame.to_dict("records"), 1)]
 
 
 def read_reviews(
@@ -327,22 +523,41 @@ def read_reviews(
     With ``errors="raise"`` any problem raises :class:`DataError` (nothing is written by anyone);
     with ``errors="skip"`` bad rows are dropped and returned as problems.
     """
-    path = Path(path)
-    data = path.read_bytes()
+    path, data = _read_source(Path(path))
     fmt = fmt or detect_format(path, data)
     if fmt not in FORMATS:
         raise ValueError(f"unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError([Problem(str(path), None, None, f"not UTF-8 text: {exc}")], context="review import") from None
     problems: list[Problem] = []
+    info: dict[str, Any] = {"recognised": 0, "drafts": 0, "status_unknown": 0}
+    if path.name.lower().endswith(".parquet"):
+        if fmt != "argilla":
+            raise DataError([Problem(str(path), None, None, "a parquet review file is read as Argilla records only")],
+                            context="review import")
+        records = _parquet_records(path)
+        text = ""
+    else:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DataError([Problem(str(path), None, None, f"not UTF-8 text: {exc}")],
+                            context="review import") from None
+        records = []
     if fmt in ("jsonl", "csv"):
         raw = list(_flat_rows(path, text, fmt, problems))
+        info["recognised"] = sum(1 for r in raw if "label" in r and not is_null(r.get("id")))
     elif fmt == "argilla":
-        raw = list(_argilla_rows(path, text, problems))
+        raw = list(_argilla_rows(path, records or _json_records(path, text, problems), problems, info))
+    elif path.name.lower().endswith(".csv"):
+        rows_csv = list(csv.DictReader(io.StringIO(text)))
+        raw = [r for n, row in enumerate(rows_csv, 2)
+               for r in _labelstudio_flat_row(n, {k: (v if v != "" else None) for k, v in row.items()}, info)]
     else:
-        raw = list(_labelstudio_rows(path, text, problems))
+        raw = list(_labelstudio_rows(path, _json_records(path, text, problems), problems, info))
+    if not info["recognised"] and not problems:
+        raise DataError([Problem(str(path), None, None, (
+            f"nothing recognisable as {fmt} reviews: no record with an item id and a label field (expected "
+            "our jsonl/csv columns 'id' and 'label', Argilla records (nested or flattened 'label.responses'), "
+            "or Label Studio JSON / JSON-MIN / CSV exports)"))], context="review import (nothing imported)")
     hashes = store.content_hashes()
     task = store.task
     rows: list[dict[str, Any]] = []
@@ -405,8 +620,14 @@ def read_reviews(
         note = r.get("note")
         rows.append({"row": n, "item_id": item_id, "label": label, "reviewer": who,
                      "note": None if is_null(note) else str(note), "created_at": when})
-    info = {"format": fmt, "rows_read": len(raw), "unreviewed": unreviewed,
-            "sha256": hashlib.sha256(data).hexdigest()}
+    warnings = []
+    if info["status_unknown"]:
+        warnings.append(
+            f"{info['status_unknown']} Argilla response(s) carry no status (records.to_json / to_disk drop it): "
+            "read those with a value as submitted and those without as discarded, so a draft cannot be told "
+            "from a submission; export with records.to_datasets() or records.to_list(flatten=True) to keep it")
+    info = {"format": fmt, "rows_read": len(raw), "unreviewed": unreviewed, "drafts_ignored": info["drafts"],
+            "warnings": warnings, "sha256": hashlib.sha256(data).hexdigest()}
     if problems and errors == "raise":
         raise DataError(problems, context=f"review import of {path} (nothing imported)")
     return rows, problems, info

@@ -21,6 +21,11 @@ Endpoints
     model, response-harm (scored on the prompt+response pair): score, label, flagged and the
     threshold used, per model.
 
+Request and response bodies are pydantic models (:class:`ModerationRequest`, :class:`ModerationResponse`,
+:class:`ClassifyRequest`, :class:`ClassifyResponse`, :class:`ErrorResponse`), so ``/openapi.json``
+describes them; a request is bounded (size, JSON depth, valid Unicode) and checked against the
+server's limits before pydantic parses it. ``guardmatch serve --model-name`` sets the ``model`` clients see.
+
 ``GET /healthz`` (never behind auth), ``GET /metrics`` (Prometheus text: requests by endpoint and
 status, request latency, batch sizes, inference time, queue depth, process memory), ``GET /v1/models``.
 
@@ -46,12 +51,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from guardmatch.data.example import LABEL_NAMES, Task
-from guardmatch.data.validation import unreadable_text
+from guardmatch.data.validation import unreadable_field
 from guardmatch.serving.backends import cut_to_window
 from guardmatch.serving.batcher import MicroBatcher, QueueFullError
 
@@ -62,6 +68,100 @@ OPENAI_CATEGORIES: tuple[str, ...] = (
     "violence/graphic",
 )
 HARM_CATEGORY = "harmful"
+
+
+# ---------------------------------------------------------------------------------------------
+# Request and response models (the OpenAPI schema; requests are checked by hand first, see below)
+# ---------------------------------------------------------------------------------------------
+
+
+class TextPart(BaseModel):
+    """A text content part of a moderation input (OpenAI's multi-modal form)."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ImageURLPart(BaseModel):
+    """An image content part: part of OpenAI's schema, refused here (422: the model reads text only)."""
+
+    type: Literal["image_url"]
+    image_url: dict[str, Any]
+
+
+class ModerationRequest(BaseModel):
+    """OpenAI's moderation request. A list of content parts is one input (one result)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input: str | list[str] | list[TextPart | ImageURLPart] = Field(
+        description="a text, a list of texts (one result each), or a list of content parts (one result)")
+    model: str | None = Field(None, description="accepted for OpenAI compatibility; the served model answers")
+
+    def texts(self) -> list[str]:
+        """The texts to score, one per result."""
+        if isinstance(self.input, str):
+            return [self.input]
+        if self.input and not isinstance(self.input[0], str):
+            return ["\n".join(part.text for part in self.input if isinstance(part, TextPart))]
+        return list(self.input)  # type: ignore[arg-type]
+
+
+class ModerationResult(BaseModel):
+    """One input's result: ``harmful`` plus every OpenAI category key (``false`` / ``0.0``: not predicted)."""
+
+    flagged: bool
+    categories: dict[str, bool]
+    category_scores: dict[str, float]
+    category_applied_input_types: dict[str, list[str]]
+
+
+class ModerationResponse(BaseModel):
+    id: str
+    model: str = Field(description="the served model's name (`guardmatch serve --model-name`)")
+    results: list[ModerationResult]
+
+
+class ClassifyRequest(BaseModel):
+    """A prompt, and optionally the model's response to it (scored by the response model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str
+    response: str | None = None
+
+
+class Harm(BaseModel):
+    """One model's verdict."""
+
+    score: float = Field(description="calibrated P(harmful)")
+    label: Literal["unharmful", "harmful"]
+    flagged: bool = Field(description="score >= threshold")
+    threshold: float
+    model: str
+    backend: Literal["pytorch", "onnx"]
+
+
+class ClassifyResponse(BaseModel):
+    id: str
+    prompt_harm: Harm | None = Field(description="null when the server has no prompt model")
+    response_harm: Harm | None = Field(description="null without a response (or a response model)")
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = Field(None, description="the field at fault, e.g. input[3] or input[0].text")
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error body."""
+
+    error: ErrorDetail
+
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (ModerationRequest, ClassifyRequest)
 
 
 @dataclass
@@ -182,7 +282,8 @@ class ServerMetrics:
 
 
 # ---------------------------------------------------------------------------------------------
-# Request parsing (by hand, for clear messages)
+# Request parsing: bounded and checked by hand (messages naming the field, the server's limits),
+# then parsed into the pydantic models above
 # ---------------------------------------------------------------------------------------------
 
 
@@ -192,10 +293,32 @@ def _check_text(text: Any, where: str, cfg: ServerConfig) -> str:
     if len(text) > cfg.max_input_chars:
         raise ApiError(413, f"{where} has {len(text)} characters; this server accepts at most "
                             f"{cfg.max_input_chars} per text", param=where, code="input_too_large")
-    reason = unreadable_text(text)
-    if reason is not None:
-        raise ApiError(422, f"{where} is {reason}", param=where, code="invalid_text")
     return text
+
+
+def _param(loc: Sequence[Any]) -> str | None:
+    """A pydantic error location as a field path (``input[1]``, ``input[0].text``); union tags dropped."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "body":
+            continue
+        elif "[" in str(part) or str(part) in ("str", "int", "float", "bool", "list", "dict", "none"):
+            break  # a union member's tag (``list[str]``, ``str``), not a field
+        else:
+            out += f".{part}" if out else str(part)
+    return out or None
+
+
+def validated(model: type[BaseModel], body: Any) -> Any:
+    """``body`` parsed into ``model``; a :class:`ApiError` (422) naming the first field at fault."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        param = _param(first.get("loc", ()))
+        raise ApiError(422, f"{param or 'request body'}: {first.get('msg')}", param=param) from None
 
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.S)  # a JSON string (or its unterminated rest)
@@ -224,7 +347,8 @@ def json_depth(raw: bytes, limit: int) -> int:
 
 
 def parse_json_body(raw: bytes, cfg: ServerConfig) -> Any:
-    """The request's JSON, with nesting bounded before parsing; raises :class:`ApiError` (422)."""
+    """The request's JSON, nesting bounded before parsing and every text (keys too) valid Unicode;
+    raises :class:`ApiError` (422 naming the field)."""
     import json
 
     if not raw:
@@ -234,11 +358,15 @@ def parse_json_body(raw: bytes, cfg: ServerConfig) -> Any:
         raise ApiError(422, f"request body nests {depth} levels deep; this server accepts at most "
                             f"{cfg.max_json_depth}", code="too_deep")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except RecursionError:  # a safety net: the scan above already bounds the depth
         raise ApiError(422, "request body nests too deeply", code="too_deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(422, f"request body is not valid JSON: {exc}") from None
+    bad = unreadable_field(body)  # before anything reads the texts (a "\ud800" escape parses)
+    if bad is not None:
+        raise ApiError(422, f"{bad[0]}: {bad[1]}", param=bad[0], code="invalid_text")
+    return body
 
 
 def parse_moderation_input(body: Any, cfg: ServerConfig) -> list[str]:
@@ -253,7 +381,8 @@ def parse_moderation_input(body: Any, cfg: ServerConfig) -> list[str]:
         raise ApiError(422, "'model' must be a string", param="model")
     raw = body["input"]
     if isinstance(raw, str):
-        return [_check_text(raw, "input", cfg)]
+        _check_text(raw, "input", cfg)
+        return validated(ModerationRequest, body).texts()
     if not isinstance(raw, list):
         raise ApiError(422, f"'input' must be a string or a list, got {type(raw).__name__}", param="input")
     if not raw:
@@ -261,23 +390,23 @@ def parse_moderation_input(body: Any, cfg: ServerConfig) -> list[str]:
     if len(raw) > cfg.max_list_length:
         raise ApiError(413, f"'input' has {len(raw)} items; this server accepts at most {cfg.max_list_length} "
                             "per request", param="input", code="too_many_inputs")
-    if all(isinstance(x, dict) for x in raw):  # content parts: one input (OpenAI multi-modal form)
-        texts = []
-        for i, part in enumerate(raw):
-            kind = part.get("type")
-            if kind == "text":
-                texts.append(_check_text(part.get("text"), f"input[{i}].text", cfg))
-            elif kind == "image_url":
-                raise ApiError(422, f"input[{i}]: image inputs are not supported by this model (text only)",
-                               param=f"input[{i}]", code="unsupported_input_type")
-            else:
-                raise ApiError(422, f"input[{i}].type must be 'text', got {kind!r}", param=f"input[{i}].type")
-        joined = "\n".join(texts)
-        return [_check_text(joined, "input", cfg)]
-    return [_check_text(x, f"input[{i}]", cfg) for i, x in enumerate(raw)]
+    parts = all(isinstance(x, dict) for x in raw)  # content parts: one input (OpenAI multi-modal form)
+    for i, item in enumerate(raw):
+        if not parts:
+            _check_text(item, f"input[{i}]", cfg)
+        elif item.get("type") == "text":
+            _check_text(item.get("text"), f"input[{i}].text", cfg)
+        elif item.get("type") == "image_url":
+            raise ApiError(422, f"input[{i}]: image inputs are not supported by this model (text only)",
+                           param=f"input[{i}]", code="unsupported_input_type")
+        else:
+            raise ApiError(422, f"input[{i}].type must be 'text', got {item.get('type')!r}", param=f"input[{i}].type")
+    texts = validated(ModerationRequest, body).texts()
+    return [_check_text(texts[0], "input", cfg)] if parts else texts
 
 
 def parse_classify(body: Any, cfg: ServerConfig) -> tuple[str, str | None]:
+    """``(prompt, response or None)`` of a classify request; raises :class:`ApiError` (413/422)."""
     if not isinstance(body, dict):
         raise ApiError(422, "request body must be a JSON object: {\"prompt\": ..., \"response\"?: ...}")
     unknown = sorted(set(body) - {"prompt", "response"})
@@ -286,11 +415,11 @@ def parse_classify(body: Any, cfg: ServerConfig) -> tuple[str, str | None]:
                        param=unknown[0])
     if "prompt" not in body:
         raise ApiError(422, "'prompt' is required", param="prompt")
-    prompt = _check_text(body["prompt"], "prompt", cfg)
-    response = body.get("response")
-    if response is not None:
-        response = _check_text(response, "response", cfg)
-    return prompt, response
+    _check_text(body["prompt"], "prompt", cfg)
+    if body.get("response") is not None:
+        _check_text(body["response"], "response", cfg)
+    req = validated(ClassifyRequest, body)
+    return req.prompt, req.response
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,7 +464,7 @@ def create_app(
             window = int(served.classifier.config.max_length)
             prompts = cut_to_window([p for p, _ in items], window)
             responses = cut_to_window([r or "" for _, r in items], window) if served.task is Task.RESPONSE else None
-            return [float(x) for x in served.classifier.predict_proba(prompts, responses, batch_size=infer_bs)]
+            return [float(x) for x in served.classifier.score(prompts, responses, batch_size=infer_bs)]
 
         def on_batch(size: int, seconds: float, name: str = key) -> None:
             metrics.batch_size.labels(name).observe(size)
@@ -369,11 +498,10 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = []
-        for e in exc.errors()[:5]:
-            loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-            parts.append(f"{loc or 'body'}: {e.get('msg')}")
-        return error_response(ApiError(422, "; ".join(parts) or "invalid request"))
+        errors = list(exc.errors())[:5]
+        parts = [f"{_param(e.get('loc', ())) or 'request body'}: {e.get('msg')}" for e in errors]
+        param = _param(errors[0].get("loc", ())) if errors else None
+        return error_response(ApiError(422, "; ".join(parts) or "invalid request", param=param))
 
     # -- middleware: body limit, auth, metrics (pure ASGI, so a body is never read twice) --------
     limit = cfg.body_limit()
@@ -470,7 +598,8 @@ def create_app(
         return {"object": "list", "data": [{"id": m.name, "object": "model", "owned_by": "guardmatch",
                                             "task": m.task.value} for m in models.values()]}
 
-    @app.post("/v1/moderations")
+    @app.post("/v1/moderations", response_model=ModerationResponse, responses=_ERRORS,
+              openapi_extra=_request_body(ModerationRequest), summary="Moderate texts (OpenAI's schema)")
     async def moderations(request: Request) -> dict[str, Any]:
         if "prompt" not in models:
             raise ApiError(400, "moderation needs a prompt model; this server has only a response model "
@@ -482,7 +611,8 @@ def create_app(
         metrics.flagged.labels("prompt").inc(sum(r["flagged"] for r in results))
         return {"id": f"modr-{uuid.uuid4().hex}", "model": served.name, "results": results}
 
-    @app.post("/v1/classify")
+    @app.post("/v1/classify", response_model=ClassifyResponse, responses=_ERRORS,
+              openapi_extra=_request_body(ClassifyRequest), summary="Prompt harm and response harm")
     async def classify(request: Request) -> dict[str, Any]:
         prompt, response = parse_classify(await json_body(request), cfg)
         if response is not None and "response" not in models:
@@ -506,7 +636,38 @@ def create_app(
                                   "threshold": served.threshold, "model": served.name, "backend": served.backend}
         return out
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema plus the request models (parsed by hand first, so not seen by FastAPI)."""
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+            from pydantic.json_schema import models_json_schema
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            _, defs = models_json_schema([(m, "validation") for m in REQUEST_MODELS],
+                                         ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of a route that reads ``model`` (its schema is in the components)."""
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": why} for status, why in (
+        (400, "the request needs a model this server does not have"),
+        (401, "missing or invalid bearer token"),
+        (413, "a body, list or text over the server's limits"),
+        (422, "a malformed request: `param` names the field"),
+        (503, "the queue is full: retry after `Retry-After` seconds"),
+    )
+}
 
 
 _ENDPOINTS = {"/v1/moderations", "/v1/classify", "/healthz", "/metrics", "/v1/models"}
@@ -523,12 +684,15 @@ def serve(
     threads: int | None = None,
     log_level: str = "info",
     keep_alive_s: float = 75.0,
+    model_name: str | None = None,
+    response_model_name: str | None = None,
 ) -> None:
     """Load the models and run the server with uvicorn (blocks until stopped).
 
     ``keep_alive_s``: idle keep-alive connections are closed after this long. Keep it above the idle
     timeout of any proxy or client pool in front (uvicorn's 5 s default races clients that reuse a
-    connection just as the server closes it: a reset request).
+    connection just as the server closes it: a reset request). ``model_name`` /
+    ``response_model_name``: the names clients see in responses (default: the directory names).
     """
     import uvicorn
 
@@ -536,8 +700,10 @@ def serve(
         import torch
 
         torch.set_num_threads(int(threads))
-    pm = load_served_model(prompt_model, threads=threads) if prompt_model else None
-    rm = load_served_model(response_model, threads=threads) if response_model else None
+    pm = load_served_model(prompt_model, model_name, threads=threads) if prompt_model else None
+    if prompt_model is None:  # one model: --model-name names it
+        response_model_name = response_model_name or model_name
+    rm = load_served_model(response_model, response_model_name, threads=threads) if response_model else None
     app = create_app(pm, rm, config)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
                 timeout_keep_alive=int(max(1, keep_alive_s)))

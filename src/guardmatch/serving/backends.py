@@ -17,7 +17,7 @@ def is_onnx_dir(path: str | Path) -> bool:
 def load_classifier(path: str | Path, *, threads: int | None = None) -> Any:
     """A ``GuardClassifier`` or, for a directory made by ``guardmatch export onnx``, an ONNX classifier.
 
-    Both offer ``config``, ``predict_logits`` and ``predict_proba(prompts, responses=None)``.
+    Both offer ``config``, ``predict_logits``, ``predict_proba`` (``[N, 2]``) and ``score(prompts, responses=None)`` (P(harmful)).
     ``threads`` sets onnxruntime's intra-op threads (PyTorch uses ``torch.set_num_threads``).
     """
     path = Path(path)

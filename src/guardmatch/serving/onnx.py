@@ -13,7 +13,7 @@
 - the tokenizer files.
 
 :class:`OnnxClassifier` reads such a directory and offers ``config``, ``predict_logits``,
-``predict_proba`` and ``predict`` exactly as ``GuardClassifier`` does (same tokenization through
+``predict_proba``, ``score`` and ``predict`` exactly as ``GuardClassifier`` does (same tokenization through
 ``tokenize_inputs``, same length-sorted batching, same temperature), so ``guardmatch predict``,
 ``evaluate``-style code, calibration and the server take either. Needs the ``onnx`` extra.
 """
@@ -250,8 +250,8 @@ def quantize_int8(src: Path, dst: Path) -> dict[str, Any]:
 def parity(model: Any, onnx_clf: OnnxClassifier, prompts: Sequence[str], responses: Sequence[str] | None = None,
            batch_size: int = 8) -> dict[str, float]:
     """Max and mean absolute difference of P(harmful) (and of logits) between PyTorch and ONNX."""
-    p_t = model.predict_proba(prompts, responses, batch_size=batch_size)
-    p_o = onnx_clf.predict_proba(prompts, responses, batch_size=batch_size)
+    p_t = model.score(prompts, responses, batch_size=batch_size)
+    p_o = onnx_clf.score(prompts, responses, batch_size=batch_size)
     l_t = model.predict_logits(prompts, responses, batch_size=batch_size)
     l_o = onnx_clf.predict_logits(prompts, responses, batch_size=batch_size)
     return {

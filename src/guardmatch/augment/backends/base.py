@@ -30,7 +30,9 @@ class BackendConfig(BaseModel):
     # OpenAI-compatible server
     base_url: str = Field("http://127.0.0.1:8000/v1", description="server root incl. /v1")
     api_key_env: str = Field("OPENAI_API_KEY", description="env var holding the API key (may be unset)")
-    concurrency: int = Field(4, ge=1)
+    concurrency: int = Field(32, ge=1, description=(
+        "requests in flight at once (openai backend); 32 keeps a vLLM server's batch full, a llama.cpp "
+        "server answers at most its --n_parallel slots at a time"))
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(3, ge=0)
 

@@ -1,26 +1,39 @@
 """Any OpenAI-compatible chat server (vLLM, llama.cpp server, Ollama, llama_cpp.server, ...).
 
-Requests go out concurrently (``asyncio`` + ``httpx``, at most ``concurrency`` in flight), each
-with a timeout and up to ``max_retries`` retries with exponential backoff on connection errors,
-timeouts, 429 and 5xx. Other 4xx answers are not retried (they will not get better).
+Built on the official ``openai`` SDK (``pip install openai``; in the ``augment`` extra): its
+``AsyncOpenAI`` client sends the requests, at most ``concurrency`` in flight (an
+``asyncio.Semaphore``; the default, 32, keeps a vLLM server's batch full; lower it for a
+llama.cpp server with few slots). The SDK does the retries: connection errors, timeouts, 408,
+409, 429 and 5xx are retried up to ``max_retries`` times with exponential backoff that honours
+``Retry-After``; other 4xx answers are not retried (they will not get better). Each request has
+``timeout_s`` (connect: at most 10 s). Failures come back per item as ``Generation.error``
+(typed by the SDK's exceptions), never raised, so one bad request does not lose a batch.
+
+``base_url``, ``concurrency``, ``timeout_s`` and ``max_retries`` are runtime settings: the
+backend's identity (what cache fingerprints see) is ``kind`` and ``model`` only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import random
 from typing import Any
-
-import httpx
 
 from guardmatch.augment.backends.base import BackendConfig, ChatBackend, Generation, GenerationParams, Message
 
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+NO_KEY = "no-key"  # servers without auth ignore it; the SDK needs some key
 
 
 class ServerError(RuntimeError):
     """The server could not be reached or keeps failing."""
+
+
+def _openai():
+    try:
+        import openai
+    except ImportError as exc:  # pragma: no cover - the augment extra installs it
+        raise ImportError('the openai backend needs the openai SDK: pip install -e ".[augment]"') from exc
+    return openai
 
 
 class OpenAICompatBackend(ChatBackend):
@@ -30,57 +43,61 @@ class OpenAICompatBackend(ChatBackend):
         super().__init__(config)
         self.base_url = config.base_url.rstrip("/")
 
-    def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.config.api_key_env)
-        return {"Authorization": f"Bearer {key}"} if key else {}
+    def _client_args(self) -> dict[str, Any]:
+        import httpx
+
+        return {
+            "base_url": self.base_url,
+            "api_key": os.environ.get(self.config.api_key_env) or NO_KEY,
+            "max_retries": self.config.max_retries,
+            "timeout": httpx.Timeout(self.config.timeout_s, connect=min(10.0, self.config.timeout_s)),
+        }
 
     def load(self) -> None:
         """Check that the server answers ``GET /models`` (clear error otherwise)."""
+        openai = _openai()
         try:
-            r = httpx.get(f"{self.base_url}/models", headers=self._headers(), timeout=self.config.timeout_s)
-            r.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise ServerError(f"OpenAI-compatible server at {self.base_url} is not answering: {exc}") from exc
+            with openai.OpenAI(**{**self._client_args(), "max_retries": 0}) as client:
+                client.models.list()
+        except openai.OpenAIError as exc:
+            raise ServerError(f"OpenAI-compatible server at {self.base_url} is not answering: "
+                              f"{type(exc).__name__}: {exc}") from exc
 
     def chat(self, conversations: list[list[Message]], params: list[GenerationParams]) -> list[Generation]:
         return asyncio.run(self._chat_all(conversations, params))
 
     async def _chat_all(self, conversations: list[list[Message]], params: list[GenerationParams]) -> list[Generation]:
+        openai = _openai()
         sem = asyncio.Semaphore(self.config.concurrency)
-        timeout = httpx.Timeout(self.config.timeout_s, connect=min(10.0, self.config.timeout_s))
-        async with httpx.AsyncClient(base_url=self.base_url, headers=self._headers(), timeout=timeout) as client:
-            return list(await asyncio.gather(*(self._one(client, sem, m, p) for m, p in zip(conversations, params))))
+        async with openai.AsyncOpenAI(**self._client_args()) as client:
+            return list(await asyncio.gather(*(self._one(openai, client, sem, m, p)
+                                               for m, p in zip(conversations, params))))
 
-    async def _one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, messages: list[Message],
+    async def _one(self, openai: Any, client: Any, sem: asyncio.Semaphore, messages: list[Message],
                    p: GenerationParams) -> Generation:
-        body: dict[str, Any] = {"model": self.config.model, "messages": messages, "max_tokens": p.max_new_tokens,
-                                "temperature": p.temperature, "top_p": p.top_p, "seed": p.seed}
-        if p.stop:
-            body["stop"] = p.stop
-        last = ""
+        extra: dict[str, Any] = {"stop": p.stop} if p.stop else {}
+        tries = self.config.max_retries + 1
         async with sem:
-            for attempt in range(self.config.max_retries + 1):
-                if attempt:
-                    await asyncio.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)) * (1 + random.random() * 0.25))
-                try:
-                    r = await client.post("/chat/completions", json=body)
-                except (httpx.TimeoutException, httpx.TransportError) as exc:
-                    last = f"{type(exc).__name__}: {exc}"
-                    continue
-                if r.status_code in RETRY_STATUS:
-                    last = f"HTTP {r.status_code}: {r.text[:200]}"
-                    continue
-                if r.status_code >= 400:
-                    return Generation("", "error", error=f"HTTP {r.status_code}: {r.text[:300]}")
-                try:
-                    data = r.json()
-                    choice = data["choices"][0]
-                    usage = data.get("usage") or {}
-                    return Generation(choice["message"].get("content") or "", choice.get("finish_reason") or "stop",
-                                      usage.get("prompt_tokens"), usage.get("completion_tokens"))
-                except (ValueError, KeyError, IndexError) as exc:
-                    return Generation("", "error", error=f"malformed response: {exc}: {r.text[:200]}")
-        return Generation("", "error", error=f"gave up after {self.config.max_retries + 1} tries: {last}")
+            try:
+                resp = await client.chat.completions.create(
+                    model=self.config.model, messages=messages, max_tokens=p.max_new_tokens,
+                    temperature=p.temperature, top_p=p.top_p, seed=p.seed, **extra)
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                return Generation("", "error", error=f"gave up after {tries} tries: {type(exc).__name__}: {exc}")
+            except openai.APIStatusError as exc:
+                retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+                head = f"gave up after {tries} tries: " if retried else ""
+                return Generation("", "error", error=f"{head}HTTP {exc.status_code} ({type(exc).__name__}): "
+                                                     f"{str(exc.message)[:300]}")
+            except openai.OpenAIError as exc:  # e.g. a body that is not a chat completion
+                return Generation("", "error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        try:
+            choice = resp.choices[0]
+            usage = resp.usage
+            return Generation(choice.message.content or "", choice.finish_reason or "stop",
+                              getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
+        except (AttributeError, IndexError, TypeError) as exc:
+            return Generation("", "error", error=f"malformed response: {type(exc).__name__}: {exc}")
 
     def preferred_batch_size(self) -> int:
         return max(8, 2 * self.config.concurrency)

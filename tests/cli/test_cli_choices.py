@@ -1,0 +1,58 @@
+"""Choices are enums: a bad value is rejected at once (before any data is read or file written) and
+listed in --help; the CLI's choices match the registries they stand for."""
+
+from __future__ import annotations
+
+import time
+import typing
+
+from typer.testing import CliRunner
+
+from guardmatch.cli.common import AugmenterChoice, AugmenterName, ExchangeFormat, LLMBackendChoice, RoutingStrategy
+from guardmatch.cli.main import app
+
+
+def test_choices_match_the_registries():
+    from guardmatch.augment.registry import augmenter_names
+    from guardmatch.review.exchange import FORMATS
+    from guardmatch.review.routing import STRATEGIES
+
+    assert {s.value for s in RoutingStrategy} == set(STRATEGIES)
+    assert tuple(f.value for f in ExchangeFormat) == FORMATS
+    assert {a.value for a in AugmenterName} == set(augmenter_names()) == set(typing.get_args(AugmenterChoice))
+    assert set(typing.get_args(LLMBackendChoice)) == set(typing.get_args(
+        __import__("guardmatch.augment.backends.base", fromlist=["BackendKind"]).BackendKind))
+
+
+def test_unknown_strategy_fails_within_a_second_without_scoring(tmp_path):
+    db = tmp_path / "q.db"
+    run = tmp_path / "run"  # does not even exist: nothing may be looked at before the choice is checked
+    t = time.perf_counter()
+    res = CliRunner().invoke(app, ["review", "route", str(db), "--run", str(run), "--strategy", "nosuch"])
+    elapsed = time.perf_counter() - t
+    assert res.exit_code == 2 and elapsed < 1.0
+    assert "nosuch" in res.output and "margin" in res.output and "least_confidence" in res.output
+    assert not db.exists()
+
+
+def test_bad_formats_tasks_and_augmenters_are_rejected_before_any_file(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "out.xml"
+    res = runner.invoke(app, ["review", "export", str(tmp_path / "q.db"), str(out), "--format", "xml"])
+    assert res.exit_code == 2 and "labelstudio" in res.output and not out.exists()
+    res = runner.invoke(app, ["review", "import", str(tmp_path / "q.db"), str(out), "--format", "xml"])
+    assert res.exit_code == 2 and "argilla" in res.output and not (tmp_path / "q.db").exists()
+    res = runner.invoke(app, ["review", "route", str(tmp_path / "q.db"), "--task", "images"])
+    assert res.exit_code == 2 and "response" in res.output
+    res = runner.invoke(app, ["augment", "--augmenter", "nosuch", "--input", "x.jsonl", "--cache-dir", str(tmp_path)])
+    assert res.exit_code == 2 and "llm-rewrite" in res.output and list(tmp_path.iterdir()) == []
+    res = runner.invoke(app, ["augment", "--augmenter", "llm-rewrite", "--backend", "vllm", "--input", "x.jsonl"])
+    assert res.exit_code == 2 and "openai" in res.output
+
+
+def test_help_lists_the_choices():
+    runner = CliRunner()
+    route_help = runner.invoke(app, ["review", "route", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"}).output
+    assert "head_disagreement" in route_help and "apm_instability" in route_help
+    assert "labelstudio" in runner.invoke(app, ["review", "export", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"}).output
+    assert "llm-backtranslation" in runner.invoke(app, ["augment", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"}).output
