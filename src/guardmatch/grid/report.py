@@ -320,6 +320,20 @@ def not_run(grid: GridConfig, plans) -> str:
 # ----------------------------------------------------------------------------- the report
 
 
+def schedule_line(grid: GridConfig) -> str:
+    """How long every cell trains, from the base optimiser settings (the report's header states it)."""
+    optim = dict(grid.base.get("optim") or {})
+    epochs, passes = optim.get("epochs"), optim.get("pool_passes")
+    if epochs is None and passes is None:
+        return f"Schedule: a fixed {optim.get('max_steps', 300)} steps per cell.\n"
+    parts = []
+    if epochs is not None:
+        parts.append(f"{epochs:g} epochs over the labels (every method)")
+    if passes is not None:
+        parts.append(f"at least {passes:g} passes over the unlabeled pool (SSL methods; the longer schedule wins)")
+    return "Schedule by passes: " + "; ".join(parts) + " (each cell's steps are in cells.csv).\n"
+
+
 def build_report(grid: GridConfig, out_dir: str | Path | None = None, *, plots: bool = True) -> dict[str, Any]:
     """Write ``report.md``, ``cells.csv``, ``summary.csv``, ``results.json`` and plots; return paths."""
     out = Path(out_dir) if out_dir else Path(grid.output_dir) / "report"
@@ -332,7 +346,7 @@ def build_report(grid: GridConfig, out_dir: str | Path | None = None, *, plots: 
     parts = [f"# {grid.name}: results\n", grid.description.strip() + "\n" if grid.description else "",
              f"{done} of {total} cells finished. Harmful-class F1 at threshold 0.5, mean ± "
              f"{'sample' if grid.report.std_ddof else 'population'} std over seeds {grid.seeds}; the seed also draws "
-             "the labeled split, so every method of a seed sees the same labels.\n"]
+             "the labeled split, so every method of a seed sees the same labels.\n", schedule_line(grid)]
     goals_md, goals = ("", [])
     if not df.empty:
         for task in [t.value for t in grid.tasks]:
