@@ -56,3 +56,17 @@ def test_help_lists_the_choices():
     assert "head_disagreement" in route_help and "apm_instability" in route_help
     assert "labelstudio" in runner.invoke(app, ["review", "export", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"}).output
     assert "llm-backtranslation" in runner.invoke(app, ["augment", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"}).output
+
+
+def test_task_is_a_choice_for_train_and_data_inspect(tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    t = time.perf_counter()
+    res = runner.invoke(app, ["train", "--task", "images", "--output-dir", str(run)])
+    assert res.exit_code == 2 and time.perf_counter() - t < 1.0
+    assert "images" in res.output and "prompt" in res.output and "response" in res.output and not run.exists()
+    res = runner.invoke(app, ["data", "inspect", str(tmp_path / "x.jsonl"), "--task", "images"])
+    assert res.exit_code == 2 and "response" in res.output
+    wide = {"COLUMNS": "200", "TERMINAL_WIDTH": "200"}
+    for command in (["train", "--help"], ["data", "inspect", "--help"]):
+        assert "prompt|response" in runner.invoke(app, command, env=wide).output, command

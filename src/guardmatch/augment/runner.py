@@ -18,12 +18,13 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from guardmatch.augment.base import Augmenter, Draft, ViewRequest, stable_seed
 from guardmatch.augment.cache import ACCEPTED, REJECTED, ViewCache, ViewRecord, unique_by_key
 from guardmatch.augment.filters import QualityFilter
 from guardmatch.data.example import Example, Task
+from guardmatch.progress import make_progress
 
 
 class AugmentReport(BaseModel):
@@ -136,9 +137,9 @@ def augment(
                                run_id=writer.run_id, task=task.value, texts=len(uniq), views_per_text=views,
                                slots=len(uniq) * views, slots_done_before=done_before,
                                runtime=augmenter.runtime())
-        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                       console=console, disable=not progress, transient=False)
+        bar = make_progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                            console=console, disable=not progress, transient=False, unit="slots")
         with bar:
             tid = bar.add_task(f"{augmenter.name} ({task.value})", total=len(queue), stats="")
             try:

@@ -41,15 +41,40 @@ def _short(text: str | None, n: int = 120) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+def _no_label_column(result: LoadResult) -> bool:
+    """Nothing kept, and the file (or every row) has no ``label`` field at all: maybe an unlabeled file."""
+    if result.format not in ("normalized", "generic") or result.report.kept:
+        return False
+    return any(p.field == "label" and p.message.startswith("missing column") for p in result.report.errors)
+
+
+def _load_unlabeled_file(load, result: LoadResult) -> LoadResult | None:
+    """``result`` read again without labels, if it is an unlabeled file (a valid ``predict`` input).
+
+    That is: no row has a label field (a header without a ``label`` column, or no jsonl row with a
+    ``label`` key). One error per row would be noise; rows that are bad for other reasons (empty
+    prompt, duplicate id ...) are still reported. A file where some rows have labels is not one.
+    """
+    if not _no_label_column(result):
+        return None
+    again = load(require_label=False)
+    if any(ex.label is not None for ex in again.examples) or any(p.field == "label" for p in again.report.errors):
+        return None
+    return again
+
+
 def _print_rich(result: LoadResult, summary: dict, console: Console) -> None:
     console.rule(f"[bold]{summary['source']}")
+    if summary.get("unlabeled_file"):
+        console.print(f"unlabeled file: {summary['kept']:,} rows, no labels", markup=False, highlight=False)
     head = Table.grid(padding=(0, 2))
     head.add_row("format", summary["format"] or "?")
     head.add_row("task", summary["task"])
     head.add_row("read from", "\n".join(summary["origins"]))
     head.add_row("rows read", f"{summary['rows_read']:,}")
     head.add_row("kept", f"{summary['kept']:,}")
-    head.add_row("labels", ", ".join(f"{k} {v:,}" for k, v in summary["labels"].items()))
+    head.add_row("labels", "none (unlabeled file)" if summary.get("unlabeled_file")
+                 else ", ".join(f"{k} {v:,}" for k, v in summary["labels"].items()))
     head.add_row("errors / warnings", f"{summary['errors']} / {summary['warnings']}")
     console.print(head)
     if summary["skipped"]:
@@ -89,24 +114,36 @@ def inspect(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where named datasets are looked for."),
     rows: int = typer.Option(3, "--rows", "-n", min=0, help="How many example rows to show."),
     map_: list[str] = typer.Option([], "--map", help="Column mapping SOURCE=FIELD (repeatable), e.g. text=prompt."),
-    unlabeled: bool = typer.Option(False, "--unlabeled", help="Keep rows with null labels (unlabeled traffic)."),
+    unlabeled: bool = typer.Option(False, "--unlabeled", help=(
+        "Keep rows with null labels (unlabeled traffic). A file with no label field at all (e.g. id/prompt "
+        "rows for `predict`) is recognised without it.")),
     max_text_chars: int = typer.Option(DEFAULT_MAX_TEXT_CHARS, "--max-text-chars", help="Longer texts are errors (0: no limit)."),
     hub: bool = typer.Option(True, "--hub/--no-hub", help="Fall back to the Hugging Face Hub for named datasets."),
 ) -> None:
     """Read a file or named dataset and report rows, labels, skipped rows and problems.
 
-    Exit code 0 when there are no errors, 1 when there are (the report is still printed).
+    Exit code 0 when there are no errors, 1 when there are (the report is still printed). A file
+    with no label field at all is reported once as an unlabeled file, not as one error per row.
     """
     if format is not None and format not in FORMATS:
         raise typer.BadParameter(f"{format!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
+    mapping = _mapping(map_)
+
+    def load(require_label: bool) -> LoadResult:
+        return load_source(target, task, format=format, column_mapping=mapping, data_dir=data_dir,
+                           allow_hub=hub, errors="skip", require_label=require_label,
+                           max_text_chars=max_text_chars or None)
+
     try:
-        result = load_source(target, task, format=format, column_mapping=_mapping(map_), data_dir=data_dir,
-                             allow_hub=hub, errors="skip", require_label=not unlabeled,
-                             max_text_chars=max_text_chars or None)
+        result = load(require_label=not unlabeled)
+        unlabeled_file = None if unlabeled else _load_unlabeled_file(load, result)
     except (FileNotFoundError, ValueError, KeyError, ImportError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    if unlabeled_file is not None:
+        result = unlabeled_file
     summary = result.summary(rows=rows)
+    summary["unlabeled_file"] = bool(result.examples) and all(ex.label is None for ex in result.examples)
     if json_out:
         sys.stdout.write(json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
     else:

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from guardmatch.cli.common import console, friendly_errors, parse_assignments, print_json, stdout
+from guardmatch.data.example import Task
 
 
 def train(
@@ -16,7 +17,7 @@ def train(
     algorithm: Optional[str] = typer.Option(None, help="supervised | fixmatch | marginmatch | multimatch"),
     labels: Optional[str] = typer.Option(None, help="labeled budget: a count (200, 2000) or 'all'"),
     seed: Optional[int] = typer.Option(None, help="seed (also draws the labeled subset)"),
-    task: Optional[str] = typer.Option(None, help="prompt | response"),
+    task: Optional[Task] = typer.Option(None, help="which text is classified (default: the config's, else prompt)"),
     train_source: Optional[str] = typer.Option(None, "--train", help="dataset name or file to draw labels from"),
     encoder: Optional[str] = typer.Option(None, help="encoder alias (minilm, deberta-v3-base), Hub id or path"),
     views: Optional[str] = typer.Option(None, help="augmentation cache with strong views (SSL algorithms)"),

@@ -201,8 +201,13 @@ def run_training(
         torch.set_num_threads(config.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available(),
-                                             mixed_precision="bf16" if config.precision == "bf16" else "no")
+    if accelerator is None:
+        from accelerate.state import AcceleratorState
+
+        precision = "bf16" if config.precision == "bf16" else "no"
+        if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
+            AcceleratorState._reset_state()  # one process, runs of several precisions (grids, benchmarks)
+        accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision)
     out = Path(config.output_dir)
     timings: dict[str, float] = {}
     t = time.perf_counter()

@@ -316,9 +316,11 @@ class Trainer:
         metrics_path = self.output_dir / METRICS_FILE
         log_file = metrics_path.open("a") if self.is_main else None
         best_dir = self.output_dir / "best"
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        progress = Progress(
+        from guardmatch.progress import make_progress
+
+        progress = make_progress(  # plain periodic lines when the console is not a terminal
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             TextColumn("{task.completed}/{task.total}"),
@@ -327,6 +329,7 @@ class Trainer:
             TextColumn("{task.fields[info]}"),
             console=self.console,
             disable=not self.is_main,
+            unit="steps",
         )
         t0 = time.perf_counter()
         running: dict[str, list[float]] = {}
