@@ -20,13 +20,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -191,7 +192,7 @@ def _export_graph(model: Any, path: Path) -> list[str]:
     args = tuple(enc[n] for n in names)
     shapes = {n: {0: batch, 1: seq} for n in names}
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    with torch.no_grad():
+    with torch.no_grad(), quiet_exporters():
         torch.onnx.export(
             wrapper,
             args,
@@ -204,6 +205,31 @@ def _export_graph(model: Any, path: Path) -> list[str]:
             verbose=False,
         )
     return names
+
+
+@contextlib.contextmanager
+def quiet_exporters() -> Iterator[None]:
+    """Silence the exporter's and quantizer's progress prints, warnings and logs (other libraries'
+    chatter that buried our own output); if the export fails, what they said is attached to the error."""
+    import io
+    import logging
+    import warnings
+
+    buf = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir", "root")]
+    levels = [lg.level for lg in loggers]
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            warnings.simplefilter("ignore")
+            for lg in loggers:
+                lg.setLevel(logging.ERROR)
+            yield
+    except Exception as exc:
+        tail = buf.getvalue()[-3000:]
+        raise RuntimeError(f"ONNX export failed: {exc}" + (f"\nexporter output:\n{tail}" if tail else "")) from exc
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _strip_value_info(path: Path) -> None:
@@ -241,8 +267,9 @@ def quantize_int8(src: Path, dst: Path) -> dict[str, Any]:
             continue
         chosen.append(node.name)
     del proto
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"], nodes_to_quantize=chosen)
+    with quiet_exporters():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"], nodes_to_quantize=chosen)
     return {"method": "dynamic", "weights": "int8 per-channel", "matmuls_quantized": len(chosen),
             "matmuls_kept_float_after_gelu": skipped_gelu}
 
