@@ -161,6 +161,50 @@ def test_a_large_request_cannot_starve_a_small_one():
     assert max(len(x) for x in batches) <= 8 and sum(len(x) for x in batches) == 65
 
 
+def _lane_batches(submissions, **kw):
+    """Batches ``fn`` saw for ``submissions`` (lists of strings, queued together); cost = len(text)."""
+    batches: list[list[str]] = []
+
+    def fn(items):
+        batches.append(list(items))
+        return items
+
+    async def main():
+        with ThreadPoolExecutor(1) as ex:
+            b = MicroBatcher(fn, ex, max_wait_ms=0, cost=len, **kw)
+            out = await asyncio.gather(*(b.submit(s) for s in submissions))
+            await b.stop()
+            return out
+
+    out = asyncio.run(main())
+    assert out == submissions  # every request gets its own results, in order
+    return batches
+
+
+def test_batches_are_bounded_by_padded_work_and_grouped_by_length():
+    long, short = ["L" * 100 + str(i) for i in range(10)], [f"s{i}" for i in range(12)]
+    batches = _lane_batches([long, short], max_batch=32, max_batch_tokens=404, lane_bounds=(50,))
+    assert batches[0] == short  # the short lane first, all twelve in one batch
+    assert [len(x) for x in batches[1:]] == [4, 4, 2]  # 4 x 101 padded tokens fit in 404, 5 do not
+    assert all(len({len(t) > 50 for t in x}) == 1 for x in batches)  # never short and long mixed
+    # one lane: the budget still bounds the batch by its longest text
+    batches = _lane_batches([long, short], max_batch=32, max_batch_tokens=404)
+    assert max(len(x) * max(map(len, x)) for x in batches if len(x) > 1) <= 404
+
+
+def test_a_long_lane_waits_at_most_max_skips_batches():
+    shorts = [[f"s{i}"] for i in range(9)]
+    batches = _lane_batches([["L" * 80], *shorts], max_batch=1, lane_bounds=(10,), max_skips=2)
+    assert batches.index(["L" * 80]) == 2  # two short batches first, then the long one's turn
+
+
+def test_a_short_request_queued_last_is_scored_first():
+    longs = [["L" * 60 + f"{r}{i}" for i in range(8)] for r in range(3)]
+    batches = _lane_batches([*longs, ["short"]], max_batch=32, max_batch_tokens=124, lane_bounds=(10,))
+    assert batches[0] == ["short"]
+    assert sum(len(x) for x in batches) == 25 and max(len(x) for x in batches) == 2
+
+
 def test_cancelled_requests_are_dropped():
     seen: list[str] = []
 

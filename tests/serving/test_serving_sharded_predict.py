@@ -33,6 +33,8 @@ def test_two_process_predict_merges_in_input_order(tmp_path, shared_data):
                           "predict", str(model_dir), str(src), "--out", str(two)],
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+    said = res.stderr.replace("\n", "")
+    assert '"processes": 2' in said and '"scored_now": 19' in said and '"scored_now": 18' in said  # 37 rows split
     a = [json.loads(x) for x in one.read_text().splitlines()]
     b = [json.loads(x) for x in two.read_text().splitlines()]
     assert [r["id"] for r in b] == [r["id"] for r in a] == [r["id"] for r in rows]

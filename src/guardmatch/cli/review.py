@@ -70,6 +70,7 @@ def route_cmd(
 
     strategy = choice_value(strategy)
     task = choice_value(task)
+    dist = _distributed_state()
     with friendly_errors():
         if run is None and model is None:
             raise ValueError("give --run RUN_DIR or --model MODEL_DIR")
@@ -77,6 +78,9 @@ def route_cmd(
             raise ValueError("apm_instability needs --run (the training state of the model)")
         model_dir = model or (run / "model")
         mcfg = load_config(model_dir)
+        if dist is not None and not dist.is_main:  # a scoring shard: rank 0 owns the store
+            _route_shard(dist, db, model_dir, batch_size)
+            return
         store = _open(db, create=True, task=task or mcfg.task.value)
         try:
             added: dict[str, int] = {}
@@ -103,6 +107,8 @@ def route_cmd(
                 sources.append(p)
             for src in sources:
                 register_derived(src, db, kind="review_db")
+            if dist is not None:
+                dist.barrier()  # the items are in: the other ranks read them
             excluded = store.routing_exclusions()
             candidates = [ex for ex in store.items() if ex.id not in excluded]
             clf = GuardClassifier.from_pretrained(model_dir)
@@ -131,6 +137,31 @@ def route_cmd(
         stdout.print(f"routing {rid} with {version}: scored {summary['scored']}, queued {summary['review']} "
                      f"for review ({strategy}), pseudo-labeled {summary['pseudo']}, left {summary['untouched']}")
         stdout.print(f"queue: {summary['store']['queue']}")
+
+
+def _distributed_state():
+    """The process group when started by torchrun / accelerate launch (pool scoring is then sharded
+    over the processes), else None."""
+    from guardmatch.distributed import group
+
+    g = group()
+    return g if g.world > 1 else None
+
+
+def _route_shard(dist, db: Path, model_dir: Path, batch_size: int) -> None:
+    """A non-main rank of `review route`: wait for rank 0 to add the items, score its shard of the
+    same candidates (``score_pool`` merges the shards on every rank), and leave the store to rank 0."""
+    from guardmatch.model import GuardClassifier
+    from guardmatch.review.routing import score_pool
+
+    dist.barrier()
+    store = _open(db)
+    try:
+        excluded = store.routing_exclusions()
+        candidates = [ex for ex in store.items() if ex.id not in excluded]
+        score_pool(GuardClassifier.from_pretrained(model_dir), candidates, store.task, batch_size=batch_size)
+    finally:
+        store.close()
 
 
 @review_app.command("status")

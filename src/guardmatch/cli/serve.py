@@ -34,6 +34,9 @@ def serve(
     port: int = typer.Option(8000, help="TCP port"),
     max_batch: int = typer.Option(32, help="most texts scored in one micro-batch"),
     max_wait_ms: float = typer.Option(5.0, help="longest a text waits for others to join its batch"),
+    max_batch_tokens: Optional[int] = typer.Option(
+        None, help="most padded tokens per micro-batch (texts x the longest; default 8 x the model's max_length)"),
+    length_lanes: int = typer.Option(4, help="batch texts with texts of similar length (1: one lane)"),
     max_list: int = typer.Option(64, help="most inputs per request (more: 413)"),
     max_chars: int = typer.Option(32_000, help="most characters per text (more: 413)"),
     max_body_bytes: Optional[int] = typer.Option(None, help="largest request body (default: from the limits above)"),
@@ -59,7 +62,7 @@ def serve(
         key = api_key_file.read_text().strip() if api_key_file else os.environ.get(API_KEY_ENV) or None
         cfg = ServerConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_list_length=max_list,
                            max_input_chars=max_chars, max_body_bytes=max_body_bytes, queue_limit=queue_limit,
-                           api_key=key)
+                           api_key=key, max_batch_tokens=max_batch_tokens, length_lanes=length_lanes)
         console.print(f"serving on http://{host}:{port} (auth: {'bearer token' if key else 'none'})")
         run_server(prompt_model, response_model, host=host, port=port, config=cfg, threads=threads,
                    log_level=log_level, keep_alive_s=keep_alive, model_name=model_name,

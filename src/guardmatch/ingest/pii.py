@@ -218,37 +218,76 @@ def _extra_spans(text: str, types: list[str]) -> list[Span]:
     return out
 
 
-# Street addresses: a house number, capitalised street-name words and a street type (US/UK/AU
-# forms, optional unit, city, state, ZIP), or the German/Dutch "<Name>straße 12" and French
-# "12 rue de la Paix" forms.
-_STREET_TYPES = (r"Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Terrace|Ter|"
-                 r"Way|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Crescent|Close|Grove|Gardens|Row|Alley|Plaza")
+# Street addresses: a house number (leading zeros too: "049"), capitalised street-name words and a
+# street designator (US/UK/AU forms, abbreviations, optional flat/unit before or after), then an
+# optional tail of town(s), US state + ZIP or a UK postcode, on the same line or the next; the
+# German "<Name>straße 12" / "Am Alten Markt Weg 3", "12345 Stadt", and the French "12 bis rue de la
+# Paix, 75002 Paris" forms. Designators that are also everyday words (Park, Hill, View, Green ...)
+# count only with address evidence: a unit, a postcode / ZIP / state, or a town after a comma.
+_STREET_STRONG = (r"Street|Str|St|Avenue|Ave|Av|Road|Rd|Boulevard|Blvd|Boul|Lane|Ln|Drive|Dr|Drv|Court|Ct|Crt|"
+                  r"Place|Pl|Terrace|Terr|Ter|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Crescent|Cres|Close|Cl|"
+                  r"Grove|Gr|Gardens|Gdns|Alley|Aly|Plaza|Plz|Mews|Oval|Way|Wy|Trail|Trl|Turnpike|Tpke|Causeway|Cswy|"
+                  r"Esplanade|Embankment|Quay|Wharf|Expressway|Expy|Freeway|Fwy|Heights|Hts|Bypass|Byp")
+_STREET_WEAK = (r"Row|Walk|Rise|Hill|Hills|View|Vale|Gate|Green|Park|Loop|Cove|Point|Pt|Ridge|Manor|Meadow|Meadows|"
+                r"Crossing|Xing|Path|Pike|Run|Hollow|Glen|Brook|Bank|Fields|Common|Parade|Approach|Mount|Centre|"
+                r"Center|Ctr|Junction|Jct|Landing|Estate|Chase|End|Yard|Court|Villas|Springs|Station|Valley|Wood|"
+                r"Woods|Harbor|Harbour|Port|Shores|Island|Lake|Lakes|Mall|Market|Mill|Mills|Pass|Square")
+_STREET_TYPES = f"{_STREET_STRONG}|{_STREET_WEAK}"
+_UNIT = r"(?:Apt|Apartment|Suite|Ste|Unit|Flat|Fl|Floor|Room|Rm|Bldg|Building|#)\.?\s*[A-Za-z0-9-]{1,6}"
+_SEP = r"(?:\s*,\s*|\s*\n\s*|\s*;\s*)"  # between address lines
+_UK_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}"
+_TOWN = r"(?:[A-Z][a-z]+\.?|[A-Z][a-z]*['-][A-Z]?[a-z]+)(?:[\s-](?:upon|on|under|in|by|le|la|the|de|[A-Z][a-z]+)){0,3}"
 _ADDRESS_EN = re.compile(
-    r"\b\d{1,6}[A-Za-z]?(?:-\d{1,4})?,?\s+(?:[NSEW]\.?\s+)?(?:(?:[A-Z][a-z]+|\d{1,3}(?:st|nd|rd|th))\.?\s+){1,4}"
-    rf"(?:{_STREET_TYPES})\b\.?(?!\s+(?:of|to|for|in|and)\b)"
-    r"(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b)?"
-    r"(?:,?\s+(?:Apt|Apartment|Suite|Ste|Unit|Flat|#)\.?\s*[A-Za-z0-9-]+)?"
-    r"(?:,\s*[A-Z][a-z]+(?:\s[A-Z][a-z]+){0,2})?(?:,?\s+[A-Z]{2})?(?:\s+\d{5}(?:-\d{4})?)?"
+    rf"(?:\b{_UNIT}{_SEP}?\s*)?"
+    r"\b\d{1,6}[A-Za-z]?(?:[-/]\d{1,5}[A-Za-z]?)?,?\s+(?:[NSEW]\.?\s+|(?:North|South|East|West)\s+)?"
+    r"(?P<name>(?:(?:[A-Z][a-z]+(?:['-][A-Za-z]+)?|[A-Z]{2,}|\d{1,3}(?:st|nd|rd|th)|of|the|de|la)\.?\s+){1,4})"
+    rf"(?P<type>{_STREET_TYPES})\b\.?(?!\s+(?:of|to|for|in|and|is|was|are)\b)"
+    r"(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b\.?)?"
+    rf"(?P<unit>,?\s+{_UNIT}\b)?"
+    rf"(?P<town>(?:{_SEP}(?!{_UK_POSTCODE}\b){_TOWN}){{0,3}})"
+    rf"(?P<state>{_SEP}?\s*\b[A-Z]{{2}}\b(?=\s*\d{{5}}|\s*$|[.,;\n)]))?"
+    rf"(?P<post>(?:{_SEP}|\s+)(?:\d{{5}}(?:-\d{{4}})?|{_UK_POSTCODE})\b)?"
 )
+_WEAK_TYPES = frozenset(_STREET_WEAK.split("|")) - frozenset(_STREET_STRONG.split("|"))
+_ADDRESS_CUE = re.compile(r"(?i)\b(?:address|addr|live[sd]?|living|located|ship(?:ped)?|deliver(?:ed|y)?|send|sent|"
+                          r"mail(?:ed)?|post(?:ed)?|visit|reside[sd]?|moved|at|to|on)\b\W{0,3}$")
+_DE_TYPES = r"straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|chaussee|steig|pfad|laan|straat|gracht|markt"
+_DE_NUMBER = r"\d{1,4}(?:\s?[a-zA-Z]\b|[/-]\d{1,4}[a-z]?)?"
+_DE_TAIL = r"(?:(?:\s*,\s*|\s*\n\s*|\s+)(?:D-)?\d{5}\s+[A-ZÄÖÜ][\wäöüß-]+(?:\s(?:am|an der|im|in der|bei|ob der)\s[A-ZÄÖÜ][\wäöüß-]+)?)?"
 _ADDRESS_DE = re.compile(
-    r"\b[A-ZÄÖÜ][a-zäöüß-]+(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|laan|straat|gracht)"
-    r"\s+\d{1,4}\s?[a-z]?\b(?:,\s*\d{4,5}\s+[A-ZÄÖÜ][a-zäöüß]+)?"
+    rf"\b(?:[A-ZÄÖÜ][\wäöüß.]*[\s-]){{0,3}}[A-ZÄÖÜ][a-zäöüß-]*(?:{_DE_TYPES})\s+{_DE_NUMBER}{_DE_TAIL}"
+    rf"|\b(?:[A-ZÄÖÜ][\wäöüß.]*[\s-]){{1,3}}(?:Straße|Strasse|Str\.|Weg|Gasse|Platz|Allee|Ring|Damm|Ufer|Chaussee|"
+    rf"Steig|Pfad|Markt)\s+{_DE_NUMBER}{_DE_TAIL}"
 )
+_FR_TYPES = r"rue|avenue|av\.|boulevard|bd|place|pl\.|chemin|allée|impasse|quai|route|cours|passage|square|voie|sentier"
 _ADDRESS_FR = re.compile(
-    r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai|route)\s+"
-    r"(?:(?:de|du|des|la|le|l'|d')\s*)*[A-ZÉÈ][\w'-]+(?:\s+[A-ZÉÈ][\w'-]+){0,3}(?:,\s*\d{5}\s+[A-ZÉÈ][\w-]+)?",
-    re.IGNORECASE,
+    rf"\b\d{{1,4}}(?:\s?(?:bis|ter|quater|[A-C]))?,?\s+(?i:{_FR_TYPES})\s+"
+    r"(?:(?i:de|du|des|la|le|les|l'|d'|aux?)\s*)*[A-ZÉÈÊÀÂÎÔÛÇa-zéèêàâîôûç][\w'-]+"
+    r"(?:\s+(?:(?:de|du|des|la|le|les|l'|d')\s*)*[A-ZÉÈÊÀÂÎÔÛÇ][\w'-]+){0,4}"
+    r"(?:(?:\s*,\s*|\s*\n\s*|\s+)\d{5}\s+[A-ZÉÈÊÀÂÎÔÛÇ][\w-]+(?:\s+(?:Cedex|CEDEX)(?:\s+\d{1,2})?)?)?",
 )
-_ADDRESS_HINT = re.compile(rf"\b(?:{_STREET_TYPES})\b|(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|"
-                           r"laan|straat|gracht)\s+\d|\b(?:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai|route)\b",
-                           re.IGNORECASE)
+_ADDRESS_HINT = re.compile(rf"\b(?:{_STREET_TYPES})\b|(?:{_DE_TYPES})\s+\d|\b(?:{_FR_TYPES})\b", re.IGNORECASE)
+
+
+def _address_en_ok(text: str, m: re.Match) -> bool:
+    """A street designator that is also an everyday word needs address evidence."""
+    if m.group("type") not in _WEAK_TYPES:
+        return True
+    if m.group("unit") or m.group("post") or m.group("state"):
+        return True
+    return bool(m.group("town")) and _ADDRESS_CUE.search(text[max(0, m.start() - 20):m.start()]) is not None
 
 
 def _address_spans(text: str) -> list[Span]:
     if not _DIGIT.search(text) or not _ADDRESS_HINT.search(text):
         return []
-    return [Span("ADDRESS", m.start(), m.end()) for pat in (_ADDRESS_EN, _ADDRESS_DE, _ADDRESS_FR)
-            for m in pat.finditer(text)]
+    out = [Span("ADDRESS", m.start(), m.end()) for m in _ADDRESS_EN.finditer(text) if _address_en_ok(text, m)]
+    out.extend(Span("ADDRESS", m.start(), m.end()) for pat in (_ADDRESS_DE, _ADDRESS_FR) for m in pat.finditer(text))
+    return [Span(s.type, s.start, s.start + len(_ADDRESS_END.sub("", text[s.start:s.end]))) for s in out]
+
+
+# separators left at the end, and a sentence's full stop after a whole word ("Oval." but "St.")
+_ADDRESS_END = re.compile(r"(?:(?<=[A-Za-zäöüßéè]{4})\.)?[\s,;]*$")
 
 
 # Phone numbers phonenumbers calls *invalid* because their range is not allocated (+1 212 000 ...,
@@ -270,8 +309,8 @@ def _unallocated_phone_spans(text: str, regions: Sequence[str], taken: Sequence[
             start -= 1
         elif start > 0 and text[start - 1] == "(":
             start -= 1
-        if any(s.start < end and start < s.end for s in taken):
-            continue
+        if any(s.start <= start and end <= s.end for s in taken):
+            continue  # already found whole (a longer candidate than a found part is kept: the longer wins)
         cand = text[start:end]
         if not _plausible_phone(cand):
             continue
@@ -285,7 +324,7 @@ def _unallocated_phone_spans(text: str, regions: Sequence[str], taken: Sequence[
             if phonenumbers.is_possible_number(num):
                 out.append(Span("PHONE", start, end, 0.5))
                 break
-    return out
+    return _with_extension(text, out)
 
 
 def _iban_ok(compact: str) -> bool:
@@ -316,10 +355,52 @@ def _trim_iban(text: str, start: int, end: int) -> tuple[int, int] | None:
     return (start, new_end) if _iban_ok("".join(p.group(0) for p in parts).upper()) else None
 
 
+def _gtin_ok(digits: str) -> bool:
+    """The GS1 check digit of an EAN-13 / UPC-A (12) / EAN-8 barcode: weights 3, 1 from the right."""
+    total = sum(int(c) * (3 if i % 2 else 1) for i, c in enumerate(reversed(digits)))
+    return total % 10 == 0
+
+
+def _barcode(span: str) -> bool:
+    """12-13 digits with no separator and a valid EAN-13 / UPC-A check digit: a product code (13-digit
+    card numbers, old Visa, are no longer issued; a 12-13 digit card is written in groups)."""
+    bare = span.strip()
+    return bare.isdigit() and len(bare) in (12, 13) and _gtin_ok(bare)
+
+
+def _dotted_version(span: str) -> bool:
+    """``80.2.2771.756``, ``10.0.19045.3693``: four or more dot-separated groups are a version or build
+    number unless laid out as a phone (NANP ``1.800.555.1234``, French ``01.23.45.67.89``)."""
+    groups = span.strip().split(".")
+    if len(groups) < 4 or not all(g.isdigit() for g in groups):
+        return False
+    lengths = tuple(len(g) for g in groups)
+    return not (lengths in ((1, 3, 3, 4),) or set(lengths) == {2})
+
+
 def _plausible_phone(span: str) -> bool:
-    """Phone spans need 7-15 digits and must not be a date (phonenumbers is lenient on both)."""
+    """Phone spans need 7-15 digits and must not be a date (phonenumbers is lenient on both), a
+    dotted version number or a barcode (12-13 bare digits with a valid EAN/UPC check digit)."""
     n = len(_DIGIT.findall(span))
-    return 7 <= n <= 15 and not _DATE_LIKE.match(span)
+    if not 7 <= n <= 15 or _DATE_LIKE.match(span) or _dotted_version(span):
+        return False
+    return not _barcode(span)
+
+
+# an extension written after a number: "x1234", "ext. 12", "extension 5", "#204"
+_PHONE_EXT = re.compile(r"\s*(?:x|ext\.?|extn\.?|extension|#)\s*\d{1,6}\b", re.IGNORECASE)
+def _with_extension(text: str, spans: list[Span]) -> list[Span]:
+    """Each phone span grown over the extension written after it (phonenumbers may end inside one)."""
+    out = []
+    for sp in spans:
+        end = sp.end
+        for m in _PHONE_EXT.finditer(text, sp.start, min(len(text), sp.end + 24)):
+            if m.start() <= end < m.end():
+                end = m.end()
+        out.append(Span(sp.type, sp.start, end, sp.score) if end != sp.end else sp)
+    return out
+
+
 _IBAN_HINT = re.compile(r"\b[A-Za-z]{2}\d{2}")
 _IBAN_LOWER_HINT = re.compile(r"\b[a-z]{2}\d{2}")
 _IP_HINT = re.compile(r"\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]*:")
@@ -477,6 +558,8 @@ class PiiRedactor:
                 views.append(text.translate(_ASCII_UPPER))
             for r in (r for view in views for r in rec.analyze(view, rec.supported_entities, None)):
                 start, end = r.start, r.end
+                if kind == "CREDIT_CARD" and _barcode(text[start:end]):
+                    continue
                 if kind == "IBAN":
                     trimmed = _trim_iban(text, start, end)
                     if trimmed is None:
@@ -501,7 +584,7 @@ class PiiRedactor:
                 start, end = a + r.start, a + r.end
                 if _plausible_phone(text[start:end]):
                     out.append(Span("PHONE", start, end, float(r.score)))
-        return out
+        return _with_extension(text, out)
 
     def redact(self, text: str) -> tuple[str, Counter]:
         """``(redacted text, Counter of PII types replaced)``."""

@@ -133,20 +133,23 @@ def score_pool(
     C = model.config.num_classes
     H = model.config.num_heads
     logits = np.zeros((H, n, C), dtype=np.float64)
+    rank, world = _distributed()
+    mine = np.arange(n)[rank::world]  # under torchrun / accelerate launch each rank scores a shard
     if n and features is not None:
-        features.build(examples, batch_size=batch_size, progress=progress, description="caching pool features")
+        features.build([examples[i] for i in mine], batch_size=batch_size, progress=progress,
+                       description="caching pool features")
     if n:
         prompts, responses = split_inputs(examples, task)
         lengths = [len(p) + (len(responses[i]) if responses else 0) for i, p in enumerate(prompts)]
-        order = np.argsort(lengths, kind="stable")
+        order = mine[np.argsort([lengths[i] for i in mine], kind="stable")]
         was_training = model.training
         model.eval()
-        batches = range(0, n, batch_size)
+        batches = range(0, len(order), batch_size)
         if progress:
             from rich.console import Console
             from rich.progress import track
 
-            batches = track(batches, description="scoring pool", total=(n + batch_size - 1) // batch_size,
+            batches = track(batches, description="scoring pool", total=(len(order) + batch_size - 1) // batch_size,
                             console=Console(stderr=True))  # stdout stays clean for --json
         try:
             for start in batches:
@@ -160,10 +163,25 @@ def score_pool(
                 logits[:, idx] = out
         finally:
             model.train(was_training)
+        if world > 1:  # every rank ends with every score (the shards are disjoint, zeros elsewhere)
+            import torch
+            import torch.distributed as dist
+
+            merged = torch.from_numpy(logits)
+            dist.all_reduce(merged)
+            logits = merged.numpy()
     T = float(model.config.temperature)
     probs = _softmax(logits.mean(0) / T)
     head_probs = _softmax(logits / T) if H > 1 else None
     return PoolScores(ids=[ex.id for ex in examples], probs=probs, head_probs=head_probs, model_version=model_version)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) when started by torchrun / accelerate launch, else (0, 1)."""
+    from guardmatch.distributed import group
+
+    g = group()
+    return g.rank, g.world
 
 
 # --------------------------------------------------------------------------------------------

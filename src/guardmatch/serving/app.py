@@ -37,9 +37,12 @@ than ``max_json_depth`` is refused before it is parsed), 401 for a missing/wrong
 or written but counts and timings.
 
 Isolation and fairness: texts are cut to what the model reads (:func:`~guardmatch.serving.backends.
-model_window_chars`) before tokenizing, batches hold at most ``max_batch`` texts taken round-robin
-across requests, and a batch that raises is retried request by request, so one bad or large
-request never fails or stalls anyone else's (see :mod:`guardmatch.serving.batcher`).
+model_window_chars`) before tokenizing; batches hold at most ``max_batch`` texts and
+``max_batch_tokens`` padded tokens (estimated from characters), texts of similar length together
+(``length_lanes``, shortest lane first, a long lane never starved), taken round-robin across
+requests; batches are formed and scored off the event loop, each as soon as the previous one
+ends; a batch that raises is retried request by request. So one bad or large request never fails
+or stalls anyone else's (see :mod:`guardmatch.serving.batcher`).
 """
 
 import asyncio
@@ -164,6 +167,16 @@ class ErrorResponse(BaseModel):
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (ModerationRequest, ClassifyRequest)
 
 
+BATCH_TOKENS_PER_WINDOW = 8
+CHARS_PER_TOKEN_ESTIMATE = 4  # English WordPiece averages 4-5 characters a token: a slight over-estimate
+
+
+def estimated_tokens(chars: int, max_length: int) -> int:
+    """A text's tokens estimated from its characters (no tokenizing on the event loop), capped at
+    what the model reads; used only to size and group batches."""
+    return min(int(max_length), chars // CHARS_PER_TOKEN_ESTIMATE + 2)
+
+
 @dataclass
 class ServerConfig:
     """Limits and batching of the server (the CLI's ``serve`` options)."""
@@ -177,6 +190,18 @@ class ServerConfig:
     queue_limit: int = 4096
     api_key: str | None = None
     inference_batch_size: int | None = None  # default: max_batch
+    # Work per batch: at most this many padded tokens (texts x the longest one's estimated tokens);
+    # default BATCH_TOKENS_PER_WINDOW x the model's max_length (8 texts of a full window).
+    max_batch_tokens: int | None = None
+    length_lanes: int = 4  # texts batched with texts of similar length: lanes up to 1/8, 1/4, 1/2, 1 window
+
+    def batch_tokens(self, max_length: int) -> int:
+        return int(self.max_batch_tokens or BATCH_TOKENS_PER_WINDOW * int(max_length))
+
+    def lane_bounds(self, max_length: int) -> tuple[int, ...]:
+        """Upper token bounds of all lanes but the last: window/2, /4, /8 ... (``length_lanes`` lanes)."""
+        bounds = sorted({max(1, int(max_length) >> k) for k in range(1, max(1, self.length_lanes))})
+        return tuple(b for b in bounds if b < int(max_length))
 
     def body_limit(self) -> int:
         if self.max_body_bytes is not None:
@@ -471,8 +496,14 @@ def create_app(
             metrics.inference.labels(name).observe(seconds)
             metrics.texts.labels(name).inc(size)
 
+        window = int(served.classifier.config.max_length)
+
+        def cost(item: tuple[str, str | None], window: int = window) -> int:
+            return estimated_tokens(len(item[0]) + len(item[1] or ""), window)
+
         served.batcher = MicroBatcher(scorer, executor, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
-                                      queue_limit=cfg.queue_limit, on_batch=on_batch)
+                                      queue_limit=cfg.queue_limit, on_batch=on_batch, cost=cost,
+                                      max_batch_tokens=cfg.batch_tokens(window), lane_bounds=cfg.lane_bounds(window))
 
     @asynccontextmanager
     async def lifespan(app: Any):

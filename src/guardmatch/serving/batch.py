@@ -122,26 +122,27 @@ def predict_file(
 
 
 def _predict_sharded(model: Any, input_path: str | Path, out_path: str | Path, **kw: Any) -> dict[str, Any]:
-    from accelerate import PartialState
+    import torch
 
-    state = PartialState()
-    rank, world = state.process_index, state.num_processes
+    from guardmatch.distributed import group
+
+    g = group()
     out_path = Path(out_path)
-    parts = [out_path.with_name(f"{out_path.name}.part{r}-of{world}.jsonl") for r in range(world)]
+    parts = [out_path.with_name(f"{out_path.name}.part{r}-of{g.world}.jsonl") for r in range(g.world)]
     if isinstance(model, (str, Path)):
         from guardmatch.serving.backends import load_classifier
 
         model = load_classifier(model)
-        if hasattr(model, "to") and state.device.type != "cpu":
-            model = model.to(state.device)
-    summary = _predict(model, input_path, parts[rank], shard=(rank, world), **kw)
-    state.wait_for_everyone()
-    if state.is_main_process:
+        if hasattr(model, "to") and torch.cuda.is_available():
+            model = model.to(torch.device("cuda", torch.cuda.current_device()))
+    summary = _predict(model, input_path, parts[g.rank], shard=(g.rank, g.world), **kw)
+    g.barrier()
+    if g.is_main:
         merged = _merge_parts(parts, out_path)
-        summary = {**summary, "output": str(out_path), "processes": world, "merged_rows": merged}
+        summary = {**summary, "output": str(out_path), "processes": g.world, "merged_rows": merged}
         for part in parts:
             part.unlink(missing_ok=True)
-    state.wait_for_everyone()
+    g.barrier()
     return summary
 
 
