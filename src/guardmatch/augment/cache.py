@@ -45,7 +45,7 @@ from typing import Any, Iterable, Iterator, Literal, Sequence
 
 from guardmatch import security
 from guardmatch.augment.base import make_view
-from guardmatch.data.example import Example, Task
+from guardmatch.data.example import Example, Task, distinct_texts
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
@@ -561,12 +561,4 @@ def list_caches(cache_root: str | os.PathLike | None = None) -> list[dict[str, A
 
 def unique_by_key(examples: Iterable[Example], task: Task | str) -> list[Example]:
     """First example of each distinct content hash (views are shared by identical texts)."""
-    task = Task(task)
-    seen: set[str] = set()
-    out = []
-    for ex in examples:
-        key = ex.content_hash(task)
-        if key not in seen:
-            seen.add(key)
-            out.append(ex)
-    return out
+    return distinct_texts(examples, task)

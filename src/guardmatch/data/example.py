@@ -120,6 +120,19 @@ class Example:
         return out
 
 
+def distinct_texts(examples: Iterable[Example], task: Task | str) -> list[Example]:
+    """The first example of each distinct text the classifier sees for ``task`` (content hash)."""
+    task = Task(task)
+    seen: set[str] = set()
+    out = []
+    for ex in examples:
+        key = ex.content_hash(task)
+        if key not in seen:
+            seen.add(key)
+            out.append(ex)
+    return out
+
+
 def labels_of(examples: Sequence[Example]) -> list[int]:
     """The labels of labeled examples; raises if any example is unlabeled."""
     out = []

@@ -18,7 +18,7 @@ from typing import Iterable, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from guardmatch.data.example import LABEL_NAMES, Example
+from guardmatch.data.example import LABEL_NAMES, Example, distinct_texts
 
 Strategy = Literal["stratified", "balanced"]
 Budget = int | Literal["all"]
@@ -265,14 +265,7 @@ def stratified_subset(examples: Sequence[Example], n: int, seed: int, task: str 
     (for ``task``) are left out first; each class keeps its share of the distinct texts.
     """
     if task is not None:
-        seen: set[str] = set()
-        distinct = []
-        for ex in examples:
-            key = ex.content_hash(task)
-            if key not in seen:
-                seen.add(key)
-                distinct.append(ex)
-        examples = distinct
+        examples = distinct_texts(examples, task)
     if n >= len(examples):
         return list(examples)
     labels = np.array([-1 if ex.label is None else ex.label for ex in examples])

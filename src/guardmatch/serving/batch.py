@@ -102,13 +102,15 @@ def predict_file(
     chunk_size: int = 1024,
     threshold: float | None = None,
     distributed: bool | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict[str, Any]:
     """Score ``input_path`` with ``model`` (a classifier or a model directory); append to ``out_path``.
 
     Data-parallel when started by ``torchrun`` / ``accelerate launch`` (``distributed=None``: when
-    ``WORLD_SIZE`` > 1): rank r scores every r-th row into ``<out>.part<r>-of<n>.jsonl`` (each part
-    resumable), then rank 0 merges the parts in input order into ``out_path`` and removes them. On
-    GPUs each rank uses its own device; across nodes the parts must be on a shared filesystem.
+    ``WORLD_SIZE`` > 1): rank r scores every r-th row (``shard=(r, n)``) into
+    ``<out>.part<r>-of<n>.jsonl`` (each part resumable), then rank 0 merges the parts in input order
+    into ``out_path`` and removes them. On GPUs each rank uses cuda:LOCAL_RANK; across nodes the
+    parts must be on a shared filesystem.
     """
     import os
 
@@ -117,71 +119,6 @@ def predict_file(
     if distributed:
         return _predict_sharded(model, input_path, out_path, format=format, column_mapping=column_mapping,
                                 batch_size=batch_size, chunk_size=chunk_size, threshold=threshold)
-    return _predict(model, input_path, out_path, format=format, column_mapping=column_mapping,
-                    batch_size=batch_size, chunk_size=chunk_size, threshold=threshold)
-
-
-def _predict_sharded(model: Any, input_path: str | Path, out_path: str | Path, **kw: Any) -> dict[str, Any]:
-    import torch
-
-    from guardmatch.distributed import group
-
-    g = group()
-    out_path = Path(out_path)
-    parts = [out_path.with_name(f"{out_path.name}.part{r}-of{g.world}.jsonl") for r in range(g.world)]
-    if isinstance(model, (str, Path)):
-        from guardmatch.serving.backends import load_classifier
-
-        model = load_classifier(model)
-        if hasattr(model, "to") and torch.cuda.is_available():
-            model = model.to(torch.device("cuda", torch.cuda.current_device()))
-    summary = _predict(model, input_path, parts[g.rank], shard=(g.rank, g.world), **kw)
-    g.barrier()
-    if g.is_main:
-        merged = _merge_parts(parts, out_path)
-        summary = {**summary, "output": str(out_path), "processes": g.world, "merged_rows": merged}
-        for part in parts:
-            part.unlink(missing_ok=True)
-    g.barrier()
-    return summary
-
-
-def _merge_parts(parts: list[Path], out_path: Path) -> int:
-    """Interleave the parts (rank r holds rows r, r+n, ...) back into input order, after any rows
-    ``out_path`` already holds; rows already there are not written twice."""
-    done = _done_ids(out_path)
-    streams = [iter_jsonl(p) if p.exists() else iter(()) for p in parts]
-    written = 0
-    with open_jsonl_writer(out_path, cipher=AtRestCipher.from_env(), append=True) as writer:
-        live = list(streams)
-        while live:
-            still = []
-            for stream in live:
-                rec = next(stream, None)
-                if rec is None:
-                    continue
-                still.append(stream)
-                if str(rec["id"]) not in done:
-                    writer.write(rec)
-                    done.add(str(rec["id"]))
-                    written += 1
-            live = still
-        writer.flush(fsync=True)
-    return written
-
-
-def _predict(
-    model: Any,
-    input_path: str | Path,
-    out_path: str | Path,
-    *,
-    format: str | None = None,
-    column_mapping: Mapping[str, str] | None = None,
-    batch_size: int = 64,
-    chunk_size: int = 1024,
-    threshold: float | None = None,
-    shard: tuple[int, int] = (0, 1),
-) -> dict[str, Any]:
     if isinstance(model, (str, Path)):
         from guardmatch.serving.backends import load_classifier
 
@@ -232,3 +169,52 @@ def _predict(
         "skipped_bad_rows": dict(skipped),
         "problems": problems[:20],
     }
+
+
+def _predict_sharded(model: Any, input_path: str | Path, out_path: str | Path, **kw: Any) -> dict[str, Any]:
+    import torch
+
+    from guardmatch.distributed import group
+
+    g = group()
+    out_path = Path(out_path)
+    parts = [out_path.with_name(f"{out_path.name}.part{r}-of{g.world}.jsonl") for r in range(g.world)]
+    if isinstance(model, (str, Path)):
+        from guardmatch.serving.backends import load_classifier
+
+        model = load_classifier(model)
+        if hasattr(model, "to") and torch.cuda.is_available():
+            model = model.to(torch.device("cuda", torch.cuda.current_device()))
+    summary = predict_file(model, input_path, parts[g.rank], distributed=False, shard=(g.rank, g.world), **kw)
+    g.barrier()
+    if g.is_main:
+        merged = _merge_parts(parts, out_path)
+        summary = {**summary, "output": str(out_path), "processes": g.world, "merged_rows": merged}
+        for part in parts:
+            part.unlink(missing_ok=True)
+    g.barrier()
+    return summary
+
+
+def _merge_parts(parts: list[Path], out_path: Path) -> int:
+    """Interleave the parts (rank r holds rows r, r+n, ...) back into input order, after any rows
+    ``out_path`` already holds; rows already there are not written twice."""
+    done = _done_ids(out_path)
+    streams = [iter_jsonl(p) if p.exists() else iter(()) for p in parts]
+    written = 0
+    with open_jsonl_writer(out_path, cipher=AtRestCipher.from_env(), append=True) as writer:
+        live = list(streams)
+        while live:
+            still = []
+            for stream in live:
+                rec = next(stream, None)
+                if rec is None:
+                    continue
+                still.append(stream)
+                if str(rec["id"]) not in done:
+                    writer.write(rec)
+                    done.add(str(rec["id"]))
+                    written += 1
+            live = still
+        writer.flush(fsync=True)
+    return written
