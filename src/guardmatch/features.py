@@ -26,11 +26,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from rich.progress import Progress
 from torch import nn
 
 from guardmatch import security
 from guardmatch.data.example import Example, Task, text_hash
+from guardmatch.progress import make_progress
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +301,7 @@ class FeatureStore:
         was_training = self.model.training
         self.model.eval()
         try:
-            with self.cache.writer() as writer, Progress(disable=not progress, transient=True) as bar:
+            with self.cache.writer() as writer, make_progress(disable=not progress, transient=True, unit="texts") as bar:
                 task_id = bar.add_task(description, total=len(todo))
                 for start in range(0, len(order), batch_size):
                     idx = order[start : start + batch_size]

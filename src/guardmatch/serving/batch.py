@@ -17,10 +17,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from guardmatch.data.example import Task
 from guardmatch.data.loaders import DEFAULT_MAX_TEXT_CHARS, LoadResult
+from guardmatch.progress import make_progress
 from guardmatch.security import AtRestCipher, iter_jsonl, open_jsonl_writer, register_derived
 from guardmatch.serving.backends import cut_to_window
 
@@ -136,8 +137,8 @@ def predict_file(
     skipped: Counter = Counter()
     problems: list[str] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with open_jsonl_writer(out_path, cipher=AtRestCipher.from_env(), append=True) as writer, Progress(
-        *columns, transient=False
+    with open_jsonl_writer(out_path, cipher=AtRestCipher.from_env(), append=True) as writer, make_progress(
+        *columns, transient=False, unit="rows"
     ) as progress:
         bar = progress.add_task("predicting", total=None)
         rank, world = shard
