@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from serving import _free_port  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -91,12 +91,6 @@ def large_body(items: int, chars: int) -> bytes:
         text = " ".join(_words(rng, chars // 4))
         texts.append((text * (chars // max(len(text), 1) + 1))[:chars])
     return json.dumps({"input": texts}).encode()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pct(values: list[float]) -> dict[str, float]:

@@ -43,3 +43,18 @@ def _offline_and_small():
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_prompt_model_dir(tmp_path_factory) -> Path:
+    """A saved prompt classifier: random 2-layer BERT (hidden 32) with the packaged MiniLM tokenizer."""
+    from transformers import BertConfig
+
+    from guardmatch.encoders import minilm_path
+    from guardmatch.model import GuardClassifier
+
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512)
+    path = tmp_path_factory.mktemp("tiny-prompt") / "model"
+    GuardClassifier.from_encoder(str(minilm_path()), encoder_config=cfg, seed=0, max_length=48).save_pretrained(path)
+    return path

@@ -9,17 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from transformers import BertConfig
-
-from guardmatch.encoders import minilm_path
-from guardmatch.model import GuardClassifier
 
 
-def test_two_process_predict_merges_in_input_order(tmp_path, shared_data):
-    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=512)
-    model_dir = tmp_path / "tiny"
-    GuardClassifier.from_encoder(str(minilm_path()), encoder_config=cfg, seed=0, max_length=48).save_pretrained(model_dir)
+def test_two_process_predict_merges_in_input_order(tmp_path, shared_data, tiny_prompt_model_dir):
+    model_dir = tiny_prompt_model_dir
     rows = [json.loads(line) for line in (shared_data / "aegis1" / "aegis1_test_prompt.jsonl").open()][:37]
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"id": r["id"], "prompt": r["prompt"]}) + "\n" for r in rows))
