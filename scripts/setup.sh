@@ -17,6 +17,12 @@ if [ -z "${CMAKE_ARGS:-}" ] && grep -qw amx_tile /proc/cpuinfo 2>/dev/null; then
 fi
 python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
+if [ -n "${CMAKE_ARGS:-}" ]; then
+  case ",$extras," in *,dev,*|*,llama,*)
+    # compiled here with the flags above: a wheel cached from a build without them would be reused
+    python -m pip install -q --no-cache-dir "llama-cpp-python[server]==0.3.36" ;;
+  esac
+fi
 if [ -n "$extras" ]; then
   python -m pip install -q -e ".[${extras}]"
   case ",$extras," in *,dev,*)
