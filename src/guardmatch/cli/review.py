@@ -109,8 +109,7 @@ def route_cmd(
                 register_derived(src, db, kind="review_db")
             if dist is not None:
                 dist.barrier()  # the items are in: the other ranks read them
-            excluded = store.routing_exclusions()
-            candidates = [ex for ex in store.items() if ex.id not in excluded]
+            candidates = _routing_candidates(store)
             clf = GuardClassifier.from_pretrained(model_dir)
             version = model_version(model_dir)
             scores = score_pool(clf, candidates, store.task, batch_size=batch_size, model_version=version,
@@ -148,6 +147,12 @@ def _distributed_state():
     return g if g.world > 1 else None
 
 
+def _routing_candidates(store) -> list:
+    """The store's items a routing round scores (every rank must see the same list, in order)."""
+    excluded = store.routing_exclusions()
+    return [ex for ex in store.items() if ex.id not in excluded]
+
+
 def _route_shard(dist, db: Path, model_dir: Path, batch_size: int) -> None:
     """A non-main rank of `review route`: wait for rank 0 to add the items, score its shard of the
     same candidates (``score_pool`` merges the shards on every rank), and leave the store to rank 0."""
@@ -157,9 +162,8 @@ def _route_shard(dist, db: Path, model_dir: Path, batch_size: int) -> None:
     dist.barrier()
     store = _open(db)
     try:
-        excluded = store.routing_exclusions()
-        candidates = [ex for ex in store.items() if ex.id not in excluded]
-        score_pool(GuardClassifier.from_pretrained(model_dir), candidates, store.task, batch_size=batch_size)
+        score_pool(GuardClassifier.from_pretrained(model_dir), _routing_candidates(store), store.task,
+                   batch_size=batch_size)
     finally:
         store.close()
 
