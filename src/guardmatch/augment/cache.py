@@ -330,8 +330,9 @@ class ViewCache:
         with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as gz:
             for rec in records:
                 gz.write((json.dumps(rec.to_json(), ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
+        data = buf.getvalue()
         tmp = self.path / (PACKED + ".tmp")
-        tmp.write_bytes(buf.getvalue())
+        tmp.write_bytes(data)
         os.replace(tmp, self.path / PACKED)
         pruned = 0
         if prune:
@@ -345,9 +346,9 @@ class ViewCache:
                         shard.unlink()
                         pruned += 1
                     fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-        self.write_manifest(packed={"records": len(records), "bytes": (self.path / PACKED).stat().st_size,
+        self.write_manifest(packed={"records": len(records), "bytes": len(data),
                                     "packed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, **(extra or {}))
-        return {"records": len(records), "bytes": (self.path / PACKED).stat().st_size, "shards_pruned": pruned}
+        return {"records": len(records), "bytes": len(data), "shards_pruned": pruned}
 
     def repair(self) -> int:
         """Truncate torn/unparsable tails of shards (after a kill). Returns bytes removed."""
