@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from guardmatch import security
+from guardmatch.storage.files import cache_root, secure_mkdir, secure_open, write_secure_text
 from guardmatch.data.example import Example, Task, text_hash
 from guardmatch.progress import make_progress
 
@@ -168,10 +168,10 @@ class FeatureCache:
 
     @classmethod
     def open(cls, root: str | Path, fingerprint: str, dim: int, meta: dict) -> "FeatureCache":
-        path = security.secure_mkdir(Path(root).expanduser() / "features" / fingerprint)
+        path = secure_mkdir(Path(root).expanduser() / "features" / fingerprint)
         meta_file = path / "meta.json"
         if not meta_file.exists():
-            security.write_secure_text(meta_file, json.dumps({**meta, "dim": dim, "fingerprint": fingerprint}, indent=2))
+            write_secure_text(meta_file, json.dumps({**meta, "dim": dim, "fingerprint": fingerprint}, indent=2))
         return cls(path, dim, meta)
 
     def _load_index(self) -> None:
@@ -211,8 +211,8 @@ class _Writer:
     def __init__(self, cache: FeatureCache):
         self.cache = cache
         self.shard = f"shard-{uuid.uuid4().hex[:12]}.f16"
-        self.data = security.secure_open(cache.path / self.shard, "ab", encoding=None)
-        self.index = security.secure_open(cache.path / FeatureCache.INDEX, "a")
+        self.data = secure_open(cache.path / self.shard, "ab", encoding=None)
+        self.index = secure_open(cache.path / FeatureCache.INDEX, "a")
         self.offset = 0
 
     def add(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
@@ -245,7 +245,7 @@ class _Writer:
 
 
 def default_feature_root() -> Path:
-    return security.cache_root()
+    return cache_root()
 
 
 class FeatureStore:

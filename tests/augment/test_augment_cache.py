@@ -114,7 +114,7 @@ def test_open_by_name_and_ambiguity(tmp_path):
 
 def test_encrypted_at_rest_when_key_is_set(tmp_path, monkeypatch):
     pytest.importorskip("cryptography")
-    from guardmatch.security import generate_key
+    from guardmatch.storage.crypto import generate_key
 
     monkeypatch.setenv("GUARDMATCH_ENCRYPTION_KEY", generate_key())
     exs = _examples()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from guardmatch.data.loaders import load_file
-from guardmatch.security import AtRestCipher, generate_key, open_jsonl_writer
+from guardmatch.storage.crypto import AtRestCipher, generate_key
+from guardmatch.storage.records import open_jsonl_writer
 
 
 def test_encrypted_pool_round_trip(tmp_path, monkeypatch):

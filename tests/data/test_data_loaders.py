@@ -15,7 +15,7 @@ from guardmatch.data import (
     DataError,
     Example,
     Task,
-    detect_format,
+    detect_dataset_format,
     load_file,
     load_rows,
     save_jsonl,
@@ -193,8 +193,8 @@ def test_unknown_format_is_reported(tmp_path):
     path = write_jsonl(tmp_path / "odd.jsonl", [{"body": "x", "y": 1}])
     with pytest.raises(DataError, match="unknown format"):
         load_file(path)
-    assert detect_format(["prompt", "S", "H"]) == "oaimod"
-    assert detect_format(["id", "prompt", "label"]) == "normalized"
+    assert detect_dataset_format(["prompt", "S", "H"]) == "oaimod"
+    assert detect_dataset_format(["id", "prompt", "label"]) == "normalized"
 
 
 def test_round_trip_through_save_jsonl(tmp_path):

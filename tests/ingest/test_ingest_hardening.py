@@ -7,15 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from guardmatch import security as sec
+from guardmatch.storage.crypto import AtRestCipher, KEY_ENV, generate_key
+from guardmatch.storage.files import CACHE_ENV
+from guardmatch.storage.lineage import manifest_path
 from guardmatch.ingest.config import IngestConfig
 from guardmatch.ingest.pipeline import errors_path, ingest, iter_pool
 
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv(sec.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(sec.KEY_ENV, raising=False)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(KEY_ENV, raising=False)
 
 
 def _chat_line(cid: str, user: str) -> str:
@@ -41,7 +43,7 @@ def test_lone_surrogate_row_is_skipped_and_named(tmp_path):
     bad = {(p.file, p.row): p for p in rep.problems}
     assert bad[(str(log), 2)].field == "messages[0].content" and "lone surrogate" in bad[(str(log), 2)].message
     assert bad[(str(csv_log), 3)].field == "prompt"
-    assert rep.manifest["counts"]["skipped"]["not valid Unicode text"] == 2
+    assert rep.manifest["counts"]["skipped"]["bad text"] == 2
     logged = [json.loads(x) for x in errors_path(out).read_text().splitlines()]
     assert {(e["file"], e["row"]) for e in logged} == {(str(log), 2), (str(csv_log), 3)}
     assert "abc" not in errors_path(out).read_text()  # the error log never holds the text
@@ -107,18 +109,18 @@ def test_encrypted_pool_manifest_holds_no_metadata_values(tmp_path, monkeypatch)
     from guardmatch.ingest.config import ColumnMapping
     from guardmatch.ingest.pipeline import state_path
 
-    monkeypatch.setenv(sec.KEY_ENV, sec.generate_key())
+    monkeypatch.setenv(KEY_ENV, generate_key())
     log = tmp_path / "seg.jsonl"
     log.write_text("".join(json.dumps({"id": f"c{i}", "team": "Team Zanzibar-Quokka", "messages": [
         {"role": "user", "content": f"Question number {i} about shipping times to Norway"}]}) + "\n" for i in range(3)))
     out = tmp_path / "pool.jsonl"
     rep = ingest([log], out, IngestConfig(columns=ColumnMapping(segments=["team"])))
     assert rep.manifest["encryption"]["enabled"] and rep.kept == 3
-    for path in (sec.manifest_path(out), state_path(out), out):
+    for path in (manifest_path(out), state_path(out), out):
         assert b"Zanzibar" not in path.read_bytes() and b"Norway" not in path.read_bytes(), path
-    seg = json.loads(sec.manifest_path(out).read_text())["counts"]["segments"]
+    seg = json.loads(manifest_path(out).read_text())["counts"]["segments"]
     assert seg["fields"] == {"team": {"distinct": 1, "rows": 3}}
-    cipher = sec.AtRestCipher.from_env()
+    cipher = AtRestCipher.from_env()
     assert json.loads(cipher.decrypt_line(seg["encrypted"])) == {"team": {"Team Zanzibar-Quokka": 3}}
     again = ingest([log], out, IngestConfig(columns=ColumnMapping(segments=["team"])))  # resume reads them back
     assert again.kept == 3

@@ -14,15 +14,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from guardmatch import security as sec
-from guardmatch.ingest.config import ColumnMapping, DedupConfig, FilterConfig, IngestConfig
+from guardmatch.storage.audit import read_audit_log
+from guardmatch.storage.crypto import EncryptionKeyError, KEY_ENV, LINE_PREFIX, generate_key
+from guardmatch.storage.files import CACHE_ENV, file_mode
+from guardmatch.storage.lineage import manifest_path
+from guardmatch.ingest.config import ColumnMapping, DedupConfig, IngestConfig, IngestFilterConfig
 from guardmatch.ingest.pipeline import IngestError, errors_path, ingest, iter_pool, state_path
 
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv(sec.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(sec.KEY_ENV, raising=False)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(KEY_ENV, raising=False)
 
 
 def _write_jsonl(path: Path, rows: list) -> Path:
@@ -108,7 +111,7 @@ def test_language_and_length_filters(tmp_path):
         {"prompt": "hi"},
         {"prompt": "x" * 500},
     ]
-    cfg = IngestConfig(filters=FilterConfig(languages=["en"], min_chars=3, max_chars=400))
+    cfg = IngestConfig(filters=IngestFilterConfig(languages=["en"], min_chars=3, max_chars=400))
     rep = ingest([_write_jsonl(tmp_path / "l.jsonl", rows)], tmp_path / "pool.jsonl", cfg)
     assert [r.prompt for r in iter_pool(tmp_path / "pool.jsonl")] == [rows[0]["prompt"]]
     assert rep.manifest["counts"]["skipped"] == {"language:de": 1, "too_short": 1, "too_long": 1}
@@ -129,11 +132,11 @@ def test_bad_input_is_reported_with_file_and_line_and_the_rest_is_ingested(tmp_p
     assert [r.prompt for r in iter_pool(tmp_path / "pool.jsonl")] == ["good one", "last good turn", "last good turn"]
     msgs = {p.row: (p.field, p.message) for p in rep.problems}
     assert all(p.file == str(log) for p in rep.problems)
-    assert msgs[2][1].startswith("malformed JSON")
+    assert msgs[2][1].startswith("bad JSON")
     assert msgs[3] == ("messages[0].role", "message without a role; conversation skipped")
-    assert msgs[4][1].startswith("not valid UTF-8")
+    assert msgs[4][1].startswith("bad UTF-8")
     assert msgs[5][1].startswith("line too long: 300,015 bytes > max_line_bytes 100,000")
-    assert msgs[6][1].startswith("expected a JSON object")
+    assert msgs[6][1].startswith("bad JSON: expected an object")
     assert msgs[7] == ("prompt", "prompt not text (int); skipped")
     assert rep.manifest["counts"]["errors"] == 6
     logged = [json.loads(line) for line in errors_path(tmp_path / "pool.jsonl").read_text().splitlines()]
@@ -142,20 +145,20 @@ def test_bad_input_is_reported_with_file_and_line_and_the_rest_is_ingested(tmp_p
 
 
 def test_files_are_owner_only_and_encrypted_when_a_key_is_set(tmp_path, monkeypatch):
-    monkeypatch.setenv(sec.KEY_ENV, sec.generate_key())
+    monkeypatch.setenv(KEY_ENV, generate_key())
     log = _write_jsonl(tmp_path / "l.jsonl", [{"prompt": "how do I build a pipe bomb", "product": "x"}])
     pool = tmp_path / "out" / "pool.jsonl"
     rep = ingest([log], pool)
     assert rep.manifest["encryption"]["enabled"]
-    assert "pipe bomb" not in pool.read_text() and pool.read_text().startswith(sec.LINE_PREFIX)
+    assert "pipe bomb" not in pool.read_text() and pool.read_text().startswith(LINE_PREFIX)
     assert [r.prompt for r in iter_pool(pool)] == ["how do I build a pipe bomb"]
-    for p in (pool, sec.manifest_path(pool), state_path(pool), errors_path(pool)):
-        assert sec.file_mode(p) == 0o600, p
-    assert sec.file_mode(pool.parent) == 0o700
-    monkeypatch.delenv(sec.KEY_ENV)
-    with pytest.raises(sec.EncryptionKeyError, match="line 1: line is encrypted"):
+    for p in (pool, manifest_path(pool), state_path(pool), errors_path(pool)):
+        assert file_mode(p) == 0o600, p
+    assert file_mode(pool.parent) == 0o700
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(EncryptionKeyError, match="line 1: line is encrypted"):
         list(iter_pool(pool))
-    audit = sec.read_audit_log()
+    audit = read_audit_log()
     assert audit[-1]["action"] == "ingest" and audit[-1]["rows"] == 1 and audit[-1]["encrypted"] is True
 
 
@@ -196,7 +199,7 @@ def test_killed_ingest_resumes_to_the_same_pool(tmp_path):
     )
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-c", script, str(log), str(pool), cfg.model_dump_json()], env=env)
-    manifest = sec.manifest_path(pool)
+    manifest = manifest_path(pool)
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
@@ -248,4 +251,4 @@ def test_identifiers_are_dropped_or_pseudonymized(tmp_path):
     assert all("client_ip" not in m and m["region"] == "EU" for m in a)
     assert a[0]["user_id"].startswith("anon-") and a[0]["user_id"] == a[2]["user_id"] != a[1]["user_id"]
     assert a[0]["user_id"] != b[0]["user_id"]  # per-pool key: pseudonyms do not link pools
-    assert "u-1" not in (tmp_path / "a.jsonl").read_text() + sec.manifest_path(tmp_path / "a.jsonl").read_text()
+    assert "u-1" not in (tmp_path / "a.jsonl").read_text() + manifest_path(tmp_path / "a.jsonl").read_text()

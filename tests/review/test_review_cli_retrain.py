@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from guardmatch.cli.main import app
 from guardmatch.review.store import ReviewStore
-from guardmatch.security import derived_from
+from guardmatch.storage.lineage import derived_from
 
 runner = CliRunner()
 

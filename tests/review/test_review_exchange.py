@@ -13,7 +13,8 @@ from guardmatch.data.validation import DataError
 from guardmatch.review.exchange import export_queue, import_reviews
 from guardmatch.review.routing import PoolScores, route
 from guardmatch.review.store import ReviewStore
-from guardmatch.security import file_mode, read_audit_log
+from guardmatch.storage.audit import read_audit_log
+from guardmatch.storage.files import file_mode
 
 
 @pytest.fixture()
@@ -182,7 +183,7 @@ def test_bad_files_are_refused_whole_with_file_row_and_field(tmp_path, store):
     assert "bad.jsonl, row 2, field 'label': unknown label 'probably'" in text
     assert "row 5, field 'id': unknown item id 'ghost'" in text
     assert "row 6, field 'reviewer': missing reviewer" in text
-    assert "row 7, field 'prompt'" in text and "row 8: invalid JSON" in text
+    assert "row 7, field 'prompt'" in text and "row 8: bad JSON" in text
     assert store.conn.execute("SELECT COUNT(*) FROM reviews").fetchone()[0] == 0
     assert store.conn.execute("SELECT COUNT(*) FROM imports").fetchone()[0] == 0
     # --skip-bad: the valid rows go in, the bad ones are reported

@@ -10,7 +10,7 @@ import pytest
 from guardmatch.data.example import Example, UnknownLabelError
 from guardmatch.review.routing import PoolScores, route
 from guardmatch.review.store import SCHEMA_VERSION, ReviewStore, StoreError
-from guardmatch.security import file_mode
+from guardmatch.storage.files import file_mode
 
 
 def _pool(n: int = 12) -> list[Example]:

@@ -9,8 +9,9 @@ import pytest
 
 from guardmatch.data.loaders import load_file
 from guardmatch.model import GuardClassifier
-from guardmatch.security import iter_jsonl
-from guardmatch.serving.batch import iter_file_chunks, predict_file
+from guardmatch.storage.records import iter_jsonl
+from guardmatch.data.loaders import load_file_chunks
+from guardmatch.serving.batch import predict_file
 
 
 def _rows(n: int) -> list[dict]:
@@ -29,7 +30,7 @@ def jsonl_file(tmp_path):
 
 def test_chunks_match_load_file(jsonl_file):
     whole = load_file(jsonl_file, require_label=False, errors="skip")
-    chunks = list(iter_file_chunks(jsonl_file, chunk_size=7))
+    chunks = list(load_file_chunks(jsonl_file, chunk_size=7))
     assert len(chunks) == 5  # 32 records in chunks of 7
     assert all(len(c.examples) <= 7 for c in chunks)
     assert [e.id for c in chunks for e in c.examples] == [e.id for e in whole.examples]

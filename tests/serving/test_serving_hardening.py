@@ -227,11 +227,12 @@ def test_cancelled_requests_are_dropped():
 
 
 def test_predict_skips_a_lone_surrogate_row_and_scores_the_rest(serving_prompt_dir, tmp_path, monkeypatch):
-    from guardmatch import security as sec
+    from guardmatch.storage.crypto import KEY_ENV
+    from guardmatch.storage.files import CACHE_ENV
     from guardmatch.serving.batch import predict_file
 
-    monkeypatch.setenv(sec.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(sec.KEY_ENV, raising=False)
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(KEY_ENV, raising=False)
     src = tmp_path / "in.jsonl"
     src.write_text('{"id": "a", "prompt": "hello there"}\n{"id": "b", "prompt": "bad \\ud800"}\n'
                    '{"id": "c", "prompt": "' + "long text " * 5000 + '"}\n', encoding="ascii")

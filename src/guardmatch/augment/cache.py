@@ -24,7 +24,7 @@ Crash safety: a record is one ``write`` of one line; a SIGKILL can only leave th
 shard torn (no trailing newline, or unparsable). Readers ignore such a line and the writer
 truncates it away before appending, so nothing finished is lost and nothing is redone. Files are
 owner-only (0600/0700) and lines are encrypted when ``$GUARDMATCH_ENCRYPTION_KEY`` is set (via
-:mod:`guardmatch.security`); every cache registers itself as derived from its input file so that
+:mod:`guardmatch.storage`); every cache registers itself as derived from its input file so that
 ``guardmatch purge`` finds it.
 """
 
@@ -43,7 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Sequence
 
-from guardmatch import security
+from guardmatch.storage.crypto import AtRestCipher, EncryptionKeyError, decode_line, encode_line
+from guardmatch.storage.files import cache_root, read_secure_bytes, secure_mkdir, secure_open, write_secure_text
+from guardmatch.storage.lineage import register_derived
 from guardmatch.augment.base import make_view
 from guardmatch.data.example import Example, Task, distinct_texts
 
@@ -52,13 +54,6 @@ REJECTED = "rejected"
 MANIFEST = "manifest.json"
 PACKED = "records.jsonl.gz"
 SHIPPED_VIEWS_ENV = "GUARDMATCH_VIEWS_DIR"
-
-
-def cache_root(path: str | os.PathLike | None = None) -> Path:
-    """``path``, else ``$GUARDMATCH_CACHE_DIR``, else ``~/.cache/guardmatch`` (created 0700)."""
-    if path is not None:
-        return security.secure_mkdir(Path(path).expanduser())
-    return security.cache_root()
 
 
 def views_root(root: str | os.PathLike | None = None) -> Path:
@@ -74,9 +69,8 @@ def shipped_views_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-def _view_bases(cache_root: str | os.PathLike | None) -> list[Path]:
-    root = Path(cache_root).expanduser() if cache_root is not None else security.cache_root()
-    bases = [root / "views"]
+def _view_bases(root: str | os.PathLike | None) -> list[Path]:
+    bases = [cache_root(root, create=False) / "views"]
     shipped = shipped_views_dir()
     if shipped is not None and shipped.resolve() != bases[0].resolve():
         bases.append(shipped)
@@ -137,7 +131,7 @@ class ViewRecord:
                 "meta": self.meta, "run": self.run, "id": self.source_id}
 
 
-def _read_shard(path: Path, cipher: security.AtRestCipher | None) -> tuple[list[ViewRecord], int, int]:
+def _read_shard(path: Path, cipher: AtRestCipher | None) -> tuple[list[ViewRecord], int, int]:
     """Records of one shard, the byte length up to its last complete line, and the bad-line count.
 
     A last line without its newline is torn (the writer was killed mid-write): it is never parsed.
@@ -156,9 +150,9 @@ def _read_shard(path: Path, cipher: security.AtRestCipher | None) -> tuple[list[
             if not text:
                 continue
             try:
-                obj = json.loads(security.decode_line(text, cipher, file=str(path), line_no=n))
+                obj = json.loads(decode_line(text, cipher, file=str(path), line_no=n))
                 records.append(ViewRecord.from_json(obj))
-            except security.EncryptionKeyError:
+            except EncryptionKeyError:
                 raise
             except Exception:  # noqa: BLE001 - unparsable line: ignored and counted
                 bad += 1
@@ -172,21 +166,21 @@ class ShardWriter:
         self.cache = cache
         self.run_id = run_id
         self.path = cache.path / "shards" / f"{run_id}.jsonl"
-        security.secure_mkdir(self.path.parent)
-        self._lock_fh = security.secure_open(cache.path / "lock", "a")
+        secure_mkdir(self.path.parent)
+        self._lock_fh = secure_open(cache.path / "lock", "a")
         try:
             fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock_fh.close()
             raise CacheLockedError(f"{cache.path} is being written by another `guardmatch augment` run") from None
         cache.repair()
-        self._fh = security.secure_open(self.path, "a")
-        self._cipher = security.AtRestCipher.from_env()
+        self._fh = secure_open(self.path, "a")
+        self._cipher = AtRestCipher.from_env()
         self.written = 0
 
     def write(self, record: ViewRecord) -> None:
         line = json.dumps(record.to_json(), ensure_ascii=False)
-        self._fh.write(security.encode_line(line, self._cipher) + "\n")
+        self._fh.write(encode_line(line, self._cipher) + "\n")
         self.written += 1
         self.cache._add(record)
 
@@ -239,13 +233,13 @@ class ViewCache:
             path = next((b / name for b in _view_bases(cache_root) if (b / name / MANIFEST).is_file()), path)
         manifest_file = path / MANIFEST
         if manifest_file.is_file():
-            manifest = json.loads(security.read_secure_bytes(manifest_file))
+            manifest = json.loads(read_secure_bytes(manifest_file))
             if manifest.get("fingerprint") != fingerprint:
                 raise ValueError(f"{path}: manifest fingerprint {manifest.get('fingerprint')!r} != {fingerprint!r}")
             if command and not manifest.get("command"):
                 manifest["command"] = command
             return cls(path, manifest)
-        security.secure_mkdir(path / "shards")
+        secure_mkdir(path / "shards")
         manifest = {"augmenter": description["name"], "fingerprint": fingerprint, "description": description,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": command}
         cache = cls(path, manifest)
@@ -289,7 +283,7 @@ class ViewCache:
 
     @classmethod
     def _from_dir(cls, path: Path) -> "ViewCache":
-        manifest = json.loads(security.read_secure_bytes(path / MANIFEST))
+        manifest = json.loads(read_secure_bytes(path / MANIFEST))
         return cls(path, manifest)
 
     # ---- loading ---------------------------------------------------------------------------
@@ -336,7 +330,7 @@ class ViewCache:
         os.replace(tmp, self.path / PACKED)
         pruned = 0
         if prune:
-            with security.secure_open(self.path / "lock", "a") as lock:
+            with secure_open(self.path / "lock", "a") as lock:
                 try:
                     fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -370,7 +364,7 @@ class ViewCache:
         removed). Returns how many records go (with ``dry_run``: would go; nothing is written).
         """
         drop = {(Task(t).value, str(k)) for t, k in task_keys}
-        cipher = security.AtRestCipher.from_env()
+        cipher = AtRestCipher.from_env()
         removed = 0
 
         def kept(lines: list[str], where: Path) -> list[str]:
@@ -379,7 +373,7 @@ class ViewCache:
             for n, line in enumerate(lines, 1):
                 text = line.strip()
                 if text:
-                    obj = json.loads(security.decode_line(text, cipher, file=str(where), line_no=n))
+                    obj = json.loads(decode_line(text, cipher, file=str(where), line_no=n))
                     if (obj.get("task"), obj.get("key")) in drop:
                         removed += 1
                         continue
@@ -388,7 +382,7 @@ class ViewCache:
 
         if not drop:
             return 0
-        with security.secure_open(self.path / "lock", "a") as lock:
+        with secure_open(self.path / "lock", "a") as lock:
             try:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -400,7 +394,7 @@ class ViewCache:
                 left = kept(lines, shard)
                 if not dry_run and len(left) != len(lines):
                     tmp = shard.with_name(shard.name + ".remove-tmp")
-                    with security.secure_open(tmp, "w", errors="surrogateescape") as out:
+                    with secure_open(tmp, "w", errors="surrogateescape") as out:
                         out.writelines(left)
                     os.replace(tmp, shard)
             packed = self.path / PACKED
@@ -538,12 +532,12 @@ class ViewCache:
         self.manifest.update(extra)
         self.manifest["counts"] = self.stats()
         self.manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        security.write_secure_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2, ensure_ascii=False))
+        write_secure_text(self.path / MANIFEST, json.dumps(self.manifest, indent=2, ensure_ascii=False))
 
     def register_source(self, source: str | os.PathLike) -> None:
         """Record this cache as derived from ``source`` (a pool file) for ``guardmatch purge``."""
         try:
-            security.register_derived(source, self.path, kind="view-cache")
+            register_derived(source, self.path, kind="view-cache")
         except Exception:  # noqa: BLE001 - bookkeeping must never break generation
             pass
 
@@ -553,7 +547,7 @@ def list_caches(cache_root: str | os.PathLike | None = None) -> list[dict[str, A
     out = []
     for base in _view_bases(cache_root):
         for manifest in sorted(base.glob(f"*/{MANIFEST}")):
-            data = json.loads(security.read_secure_bytes(manifest))
+            data = json.loads(read_secure_bytes(manifest))
             out.append({"dir": str(manifest.parent), "augmenter": data.get("augmenter"),
                         "fingerprint": data.get("fingerprint", "")[:12], "counts": data.get("counts", {}),
                         "updated": data.get("updated"), "shipped": base != _view_bases(cache_root)[0]})

@@ -18,7 +18,7 @@ from guardmatch.data.loaders import (
     FORMATS,
     LoadResult,
     MissingExtraError,
-    detect_format,
+    detect_dataset_format,
     load_file,
     load_hub,
     load_rows,
@@ -45,7 +45,7 @@ from guardmatch.data.validation import DataError, LoadReport, Problem
 __all__ = [
     "HARMFUL", "LABEL_NAMES", "UNHARMFUL", "Example", "Task", "UnknownLabelError", "labels_of", "parse_label",
     "split_inputs", "text_hash",
-    "DEFAULT_MAX_TEXT_CHARS", "FORMATS", "LoadResult", "MissingExtraError", "detect_format", "load_file",
+    "DEFAULT_MAX_TEXT_CHARS", "FORMATS", "LoadResult", "MissingExtraError", "detect_dataset_format", "load_file",
     "load_hub", "load_rows", "merge_results", "save_jsonl",
     "check_overlap", "normalize_text", "overlap_key", "remove_overlap",
     "Split", "SplitError", "SplitManifest", "allocate", "make_split",

@@ -28,11 +28,7 @@ with ``errors="skip"`` bad rows are dropped and counted in the report. In both m
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import json
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +42,8 @@ from guardmatch.data.example import (
     is_null,
     parse_label,
 )
-from guardmatch.security import EncryptionKeyError, decode_line, is_encrypted_line
-from guardmatch.data.validation import DataError, LoadReport, Problem, unreadable_field, unreadable_text
+from guardmatch.data.validation import DataError, LoadReport, Problem, unreadable_field
+from guardmatch.storage.records import MAX_LINE_BYTES, Record, chunks, file_stem, read_header, read_records
 
 DEFAULT_MAX_TEXT_CHARS = 1_000_000
 """Default limit on prompt+response length; longer rows are errors (``max_text_chars=None`` = off)."""
@@ -58,7 +54,6 @@ OAIMOD_FLAGS = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
 TARGET_FIELDS = ("id", "prompt", "response", "label", "source", "metadata")
 
 _DETECT_ROWS = 50  # rows of a jsonl file looked at to detect its format
-_PARQUET_BATCH = 1024
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,219 +114,29 @@ def _preview(ex: Example, max_chars: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# Row readers: each yields _Raw rows (1-based display row, 0-based record index, dict or problem)
+# Rows: files through the records layer (guardmatch.storage.records), in-memory rows here
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Raw:
-    row: int  # as an editor shows it: jsonl line, csv line where the record starts, parquet row
-    index: int  # 0-based position among records (stable id suffix)
-    data: dict[str, Any] | None
-    problem: Problem | None = None
+def _memory_records(rows: Iterable[Mapping[str, Any]], label: str) -> Iterator[Record]:
+    """Rows already in memory (a Hub ``datasets.Dataset``, or a list of dicts) as records."""
+    for index, row in enumerate(rows):
+        data = dict(row)
+        bad = unreadable_field(data)
+        problem = None if bad is None else Problem(label, index + 1, bad[0], f"bad text: {bad[1]}")
+        yield Record(label, index + 1, index, index + 1, None if problem else data, problem)
 
 
-class _RowReader:
-    """Streams the records of one container; ``columns`` is the header where the format has one."""
-
-    columns: list[str] | None = None
-
-    def __iter__(self) -> Iterator[_Raw]:  # pragma: no cover - interface
-        raise NotImplementedError
+def _max_line_bytes(max_text_chars: int | None) -> int:
+    """Lines long enough for any row within ``max_text_chars`` (4 UTF-8 bytes a char, JSON overhead)."""
+    return max(MAX_LINE_BYTES, 4 * (max_text_chars or 0) + (1 << 16))
 
 
-def _open_binary(path: Path):
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-
-
-class _JsonlReader(_RowReader):
-    """One JSON object a line; bad UTF-8 or bad JSON is reported for that line only."""
-
-    def __init__(self, path: Path, label: str):
-        self.path, self.label = path, label
-
-    def __iter__(self) -> Iterator[_Raw]:
-        index = 0
-        with _open_binary(self.path) as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield _Raw(lineno, index, None, Problem(
-                        self.label, lineno, None, f"bad UTF-8: byte {exc.start} of the line is not valid UTF-8"))
-                    index += 1
-                    continue
-                if is_encrypted_line(text):  # pools written with $GUARDMATCH_ENCRYPTION_KEY set
-                    try:
-                        text = decode_line(text.strip(), file=self.label, line_no=lineno)
-                    except EncryptionKeyError as exc:
-                        yield _Raw(lineno, index, None, Problem(self.label, lineno, None, str(exc)))
-                        index += 1
-                        continue
-                try:
-                    obj = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield _Raw(lineno, index, None, Problem(self.label, lineno, None, f"bad JSON: {exc.msg} (column {exc.colno})"))
-                    index += 1
-                    continue
-                if not isinstance(obj, dict):
-                    yield _Raw(lineno, index, None, Problem(
-                        self.label, lineno, None, f"bad JSON: expected an object, got {type(obj).__name__}"))
-                else:
-                    yield _checked(obj, lineno, index, self.label)
-                index += 1
-
-
-class _CsvReader(_RowReader):
-    """CSV via the csv module; bad UTF-8 is caught per record (surrogateescape), BOM stripped."""
-
-    def __init__(self, path: Path, label: str, max_field: int):
-        self.path, self.label = path, label
-        # The csv module refuses fields over 128 KiB by default; oversize text is our check's job.
-        if csv.field_size_limit() < max_field:
-            csv.field_size_limit(min(max_field, sys.maxsize))
-        self.columns = self._header()
-
-    def _open(self):
-        binary = _open_binary(self.path)
-        return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
-
-    def _header(self) -> list[str]:
-        with self._open() as fh:
-            return next(csv.reader(fh), [])
-
-    def __iter__(self) -> Iterator[_Raw]:
-        with self._open() as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                return
-            index, last_line = 0, reader.line_num
-            while True:
-                start = last_line + 1
-                try:
-                    values = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:
-                    yield _Raw(start, index, None, Problem(self.label, start, None, f"bad CSV: {exc}"))
-                    index += 1
-                    if reader.line_num == last_line:  # no progress: give up on the rest
-                        return
-                    last_line = reader.line_num
-                    continue
-                last_line = reader.line_num
-                if not values:
-                    continue
-                bad = [(header[i] if i < len(header) else f"#{i + 1}", reason) for i, v in enumerate(values)
-                       if (reason := unreadable_text(v)) is not None]
-                if bad:
-                    yield _Raw(start, index, None, Problem(self.label, start, bad[0][0], f"bad UTF-8: {bad[0][1]}"))
-                elif len(values) != len(header):
-                    yield _Raw(start, index, None, Problem(
-                        self.label, start, None, f"bad CSV: {len(values)} fields, the header has {len(header)}"))
-                else:
-                    yield _Raw(start, index, dict(zip(header, values)))
-                index += 1
-
-
-class _ParquetReader(_RowReader):
-    """Parquet via pyarrow record batches; a batch with bad UTF-8 is re-read row by row."""
-
-    def __init__(self, path: Path, label: str):
-        import pyarrow.parquet as pq
-
-        self.path, self.label = path, label
-        self._file = pq.ParquetFile(path)
-        self.columns = list(self._file.schema_arrow.names)
-
-    def __iter__(self) -> Iterator[_Raw]:
-        import pyarrow as pa
-
-        index = 0
-        for batch in self._file.iter_batches(batch_size=_PARQUET_BATCH):
-            try:
-                rows = batch.to_pylist()
-            except (UnicodeDecodeError, pa.ArrowException):
-                rows = None
-            if rows is not None:
-                for row in rows:
-                    yield _Raw(index + 1, index, row)
-                    index += 1
-                continue
-            # Slow path: strings as bytes, decoded one cell at a time so the bad row is named.
-            columns = {}
-            for name, col in zip(batch.schema.names, batch.columns):
-                if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-                    col = col.view(pa.binary() if pa.types.is_string(col.type) else pa.large_binary())
-                columns[name] = col.to_pylist()
-            for i in range(batch.num_rows):
-                row, problem = {}, None
-                for name, values in columns.items():
-                    value = values[i]
-                    if isinstance(value, bytes):
-                        try:
-                            value = value.decode("utf-8")
-                        except UnicodeDecodeError:
-                            problem = problem or Problem(self.label, index + 1, name, "bad UTF-8: the field is not valid UTF-8")
-                    row[name] = value
-                yield _Raw(index + 1, index, None if problem else row, problem)
-                index += 1
-
-
-class _RowsReader(_RowReader):
-    """Rows already in memory (a Hub ``datasets.Dataset``, or a list of dicts)."""
-
-    def __init__(self, rows: Iterable[Mapping[str, Any]], columns: list[str] | None = None, label: str = "rows"):
-        self.rows, self.columns, self.label = rows, columns, label
-
-    def __iter__(self) -> Iterator[_Raw]:
-        for index, row in enumerate(self.rows):
-            yield _checked(dict(row), index + 1, index, self.label)
-
-
-def _checked(row: dict[str, Any], lineno: int, index: int, label: str) -> _Raw:
-    """The row, or a problem naming the first field whose text is not valid Unicode (a lone
-    surrogate from a ``"\\ud800"`` escape): such text can be neither tokenized nor written back."""
-    bad = unreadable_field(row)
-    if bad is None:
-        return _Raw(lineno, index, row)
-    return _Raw(lineno, index, None, Problem(label, lineno, bad[0], f"bad text: {bad[1]}"))
-
-
-def _container(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    ext = suffixes[-1] if suffixes else ""
-    if ext in (".jsonl", ".json", ".ndjson"):
-        return "jsonl"
-    if ext in (".csv", ".tsv"):
-        return "csv" if ext == ".csv" else "tsv"
-    if ext in (".parquet", ".pq"):
-        return "parquet"
-    raise ValueError(f"{path}: unknown file type {''.join(path.suffixes)!r} (expected .jsonl, .csv or .parquet, optionally .gz)")
-
-
-def _reader(path: Path, label: str, max_text_chars: int | None) -> _RowReader:
-    kind = _container(path)
-    if kind == "jsonl":
-        return _JsonlReader(path, label)
-    if kind == "parquet":
-        return _ParquetReader(path, label)
-    if kind == "csv":
-        return _CsvReader(path, label, max_field=4 * (max_text_chars or DEFAULT_MAX_TEXT_CHARS) + 1)
-    raise ValueError(f"{path}: TSV is not supported; convert it to CSV or jsonl")
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".gz",):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return name.rsplit(".", 1)[0] if "." in name else name
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -559,7 +364,7 @@ _ADAPTERS: dict[str, _Adapter] = {
 _DETECTION_ORDER = ("wildguardmix", "aegis2", "oaimod", "xstest_prompts", "normalized")
 
 
-def detect_format(columns: Iterable[str]) -> str | None:
+def detect_dataset_format(columns: Iterable[str]) -> str | None:
     """The format whose schema the column names match (after any column mapping), or None."""
     cols = set(columns)
     for name in _DETECTION_ORDER:
@@ -657,7 +462,8 @@ def _check_row(
 
 
 def _convert(
-    reader: _RowReader,
+    records: Iterator[Record],
+    columns: list[str] | None,
     *,
     label: str,
     fmt: str | None,
@@ -682,11 +488,11 @@ def _convert(
         if problem.severity == "error":  # "skipped" problems are counted by LoadReport.add
             report.skipped[problem.message.split(":")[0]] += 1
 
-    rows: Iterator[_Raw] = iter(reader)
+    rows: Iterator[Record] = records
     if fmt is None:
-        if reader.columns is not None:
-            seen_columns = set(reader.columns)
-            peeked: list[_Raw] = []
+        if columns is not None:
+            seen_columns = set(columns)
+            peeked: list[Record] = []
         else:  # jsonl / in-memory: look at the first rows' keys
             peeked, seen_columns, good = [], set(), 0
             for raw in rows:
@@ -697,17 +503,17 @@ def _convert(
                 if good >= _DETECT_ROWS:
                     break
         renamed = {mapping.get(c, c) for c in seen_columns}
-        fmt = detect_format(renamed)
+        fmt = detect_dataset_format(renamed)
         if fmt == "normalized" and mapping:
             fmt = "generic"
         rows = _chain(peeked, rows)
         if fmt is None:
-            if seen_columns or reader.columns is not None:
+            if seen_columns or columns is not None:
                 shown = sorted(seen_columns)[:20]
                 report.add(Problem(label, None, None, (
                     f"unknown format: cannot tell the format from the columns {shown}; pass format= (one of "
                     f"{', '.join(FORMATS)}) or a column_mapping such as {{'text': 'prompt', 'is_bad': 'label'}}"
-                    f"{_delimiter_hint(reader.columns or [])}")))
+                    f"{_delimiter_hint(columns or [])}")))
             elif not peeked:
                 report.add(Problem(label, None, None, "empty file: no rows to read"))
             for raw in rows:  # still report every row-level problem (bad UTF-8, bad JSON)
@@ -721,13 +527,13 @@ def _convert(
     if task not in adapter.tasks:
         raise ValueError(f"{label}: format {fmt!r} has no {task.value} labels (tasks: {sorted(t.value for t in adapter.tasks)})")
 
-    if reader.columns is not None:  # a header: missing columns are a file-level error
-        present = {mapping.get(c, c) for c in reader.columns}
+    if columns is not None:  # a header: missing columns are a file-level error
+        present = {mapping.get(c, c) for c in columns}
         missing = [c for c in adapter.required(task, require_label) if c not in present]
         if missing:
             for column in missing:
                 report.add(Problem(label, None, column, f"missing column: the file has no {column!r} column "
-                                                         f"(columns: {sorted(reader.columns)}){_delimiter_hint(reader.columns)}"))
+                                                         f"(columns: {sorted(columns)}){_delimiter_hint(columns)}"))
             return _finish(LoadResult([], report, fmt, task, [label]), errors, label)
 
     seen_ids: dict[str, int] = {}
@@ -744,7 +550,7 @@ def _convert(
             f = adapter.fields(row, raw.index, task, source)
             built = _check_row(f, row, fmt, task, label_mapping, require_label, max_text_chars)
             if built is None:  # a response label read for the prompt task: reported once, below
-                prompt_label_on_response_rows.append(raw.row)
+                prompt_label_on_response_rows.append(raw.line)
                 report.skipped["response label for prompt task"] += 1
                 continue
             prompt, response, value = built
@@ -752,17 +558,17 @@ def _convert(
                 raise _RowIssue("id", "duplicate id", f"{f.id!r} was already used at row {seen_ids[f.id]}")
         except _RowIssue as issue:
             if issue.reason == "missing column" and issue.field:
-                missing_rows.setdefault(issue.field, []).append(raw.row)
+                missing_rows.setdefault(issue.field, []).append(raw.line)
                 report.skipped["missing column"] += 1
                 continue
-            drop(Problem(label, raw.row, issue.field, issue.message(), issue.severity))  # type: ignore[arg-type]
+            drop(Problem(label, raw.line, issue.field, issue.message(), issue.severity))  # type: ignore[arg-type]
             continue
-        seen_ids[f.id] = raw.row
+        seen_ids[f.id] = raw.line
         key = Example(f.id, prompt, response).content_hash(task)
         if key in seen_text and value is not None and seen_text[key][1] not in (None, value):
-            report.add(Problem(label, raw.row, f.label_field, (
+            report.add(Problem(label, raw.line, f.label_field, (
                 f"conflicting duplicate: same text as row {seen_text[key][0]} with a different label"), "warning"))
-        seen_text.setdefault(key, (raw.row, value))
+        seen_text.setdefault(key, (raw.line, value))
         examples.append(Example(id=f.id, prompt=prompt, response=response, label=value, source=f.source,
                                 metadata=f.metadata))
     for column, rows_missing in missing_rows.items():
@@ -793,7 +599,7 @@ def _delimiter_hint(columns: Sequence[str]) -> str:
     return ""
 
 
-def _chain(first: list[_Raw], rest: Iterator[_Raw]) -> Iterator[_Raw]:
+def _chain(first: list[Record], rest: Iterator[Record]) -> Iterator[Record]:
     yield from first
     yield from rest
 
@@ -832,14 +638,37 @@ def load_file(
     unlabeled examples. ``errors="raise"`` raises :class:`DataError` with every problem at the end;
     ``errors="skip"`` drops bad rows and counts them in ``result.report.skipped``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    task = Task(task)
-    reader = _reader(path, str(path), max_text_chars)
-    return _convert(reader, label=str(path), fmt=format, task=task, column_mapping=column_mapping,
-                    label_mapping=label_mapping, source=source or _stem(path), errors=errors,
-                    require_label=require_label, max_text_chars=max_text_chars)
+    path = _existing(path)
+    records = read_records(path, max_line_bytes=_max_line_bytes(max_text_chars))
+    return _convert(records, read_header(path), label=str(path), fmt=format, task=Task(task),
+                    column_mapping=column_mapping, label_mapping=label_mapping, source=source or file_stem(path),
+                    errors=errors, require_label=require_label, max_text_chars=max_text_chars)
+
+
+def load_file_chunks(
+    path: str | Path,
+    *,
+    chunk_size: int = 1024,
+    format: str | None = None,
+    task: Task | str = Task.PROMPT,
+    column_mapping: Mapping[str, str] | None = None,
+    require_label: bool = False,
+    max_text_chars: int | None = DEFAULT_MAX_TEXT_CHARS,
+) -> Iterator[LoadResult]:
+    """:func:`load_file`'s result ``chunk_size`` records at a time, streamed from disk (bad rows skipped).
+
+    Row numbers, generated ids (``<source>-<record index>``) and checks are those of ``load_file``;
+    the format detected on the first chunk is used for the rest. Duplicate ids are caught within a
+    chunk only.
+    """
+    path = _existing(path)
+    columns, fmt = read_header(path), format
+    for part in chunks(read_records(path, max_line_bytes=_max_line_bytes(max_text_chars)), chunk_size):
+        result = _convert(iter(part), columns, label=str(path), fmt=fmt, task=Task(task),
+                          column_mapping=column_mapping, label_mapping=None, source=file_stem(path), errors="skip",
+                          require_label=require_label, max_text_chars=max_text_chars)
+        fmt = fmt or result.format or None
+        yield result
 
 
 def load_rows(
@@ -857,8 +686,8 @@ def load_rows(
     max_text_chars: int | None = DEFAULT_MAX_TEXT_CHARS,
 ) -> LoadResult:
     """Like :func:`load_file` for rows already in memory (dicts, or a ``datasets.Dataset``)."""
-    reader = _RowsReader(rows, list(columns) if columns is not None else None, label or source)
-    return _convert(reader, label=label or source, fmt=format, task=Task(task), column_mapping=column_mapping,
+    records = _memory_records(rows, label or source)
+    return _convert(records, list(columns) if columns is not None else None, label=label or source, fmt=format, task=Task(task), column_mapping=column_mapping,
                     label_mapping=label_mapping, source=source, errors=errors, require_label=require_label,
                     max_text_chars=max_text_chars)
 

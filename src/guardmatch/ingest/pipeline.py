@@ -4,7 +4,7 @@
 
 * ``out`` (``pool.jsonl``): normalized JSONL, one ``Example.to_dict()`` a line
   (``{"id", "prompt", "response", "label": null, "source", "metadata": {segments..., "kind"}}``),
-  0600, each line encrypted when ``$GUARDMATCH_ENCRYPTION_KEY`` is set (``guardmatch.security``).
+  0600, each line encrypted when ``$GUARDMATCH_ENCRYPTION_KEY`` is set (``guardmatch.storage``).
 * ``pool.manifest.json``: pool id, config, inputs with resume offsets, counts, skip reasons,
   dedup stats, redactions per PII type, segment value counts, encryption key id.
 * ``pool.ingest-state.sqlite``: offsets, counters and the dedup hashes (no text), committed in
@@ -39,16 +39,12 @@ from guardmatch.ingest.config import IngestConfig
 from guardmatch.ingest.dedup import DedupIndex
 from guardmatch.ingest.filters import TextFilter
 from guardmatch.ingest.pii import PiiRedactor, apply_spans
-from guardmatch.ingest.readers import detect_format, progress_total, read_records
-from guardmatch.security import (
-    AtRestCipher,
-    EncryptionKeyError,
-    JsonlWriter,
-    audit_log,
-    manifest_path,
-    secure_open,
-    write_secure_text,
-)
+from guardmatch.storage.records import detect_container, progress_total, read_records
+from guardmatch.storage.audit import audit_log
+from guardmatch.storage.crypto import AtRestCipher, EncryptionKeyError
+from guardmatch.storage.files import secure_open, write_secure_text
+from guardmatch.storage.lineage import manifest_path
+from guardmatch.storage.records import JsonlWriter
 
 MAX_SEGMENT_VALUES = 50  # distinct values counted per segment field in the manifest
 MAX_PROBLEMS_KEPT = 1000  # problems kept in memory for the report (all go to errors.jsonl)
@@ -204,7 +200,7 @@ class _Run:
         self.redactor = PiiRedactor(config.pii)
         self.problems: list[Problem] = []
         for p in self.inputs:
-            fmt = config.format or detect_format(p)
+            fmt = config.format or detect_container(p)
             self.conn.execute(
                 "INSERT OR IGNORE INTO files VALUES (?, ?, ?, 0, 0, 0, 0)", (str(p.resolve()), fmt, p.stat().st_size)
             )
@@ -474,7 +470,7 @@ def iter_pool(pool: str | os.PathLike, cipher: AtRestCipher | None = None, kind:
     ``kind="prompt"`` / ``"response"`` keeps only user-turn / assistant-turn examples.
     """
     from guardmatch.data.example import parse_label
-    from guardmatch.security import iter_jsonl
+    from guardmatch.storage.records import iter_jsonl
 
     for obj in iter_jsonl(pool, cipher):
         if kind is not None and (obj.get("metadata") or {}).get("kind") != kind:

@@ -57,7 +57,6 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import hashlib
-import io
 import json
 import re
 from pathlib import Path
@@ -66,7 +65,9 @@ from typing import Any, Callable, Iterable
 from guardmatch.data.example import LABEL_NAMES, UnknownLabelError, is_null, text_hash
 from guardmatch.data.validation import DataError, Problem
 from guardmatch.review.store import MAX_REVIEWER_CHARS, SKIP, ReviewStore, _label_value
-from guardmatch.security import audit_log, secure_open
+from guardmatch.storage.audit import audit_log
+from guardmatch.storage.files import secure_open
+from guardmatch.storage.records import Container, read_header, read_records
 
 FORMATS = ("jsonl", "csv", "argilla", "labelstudio")
 ARGILLA_SETTINGS_SUFFIX = ".argilla_settings.json"
@@ -260,13 +261,14 @@ def _first_record(path: Path, text: str) -> Any:
                         context="review import") from None
 
 
-def detect_format(path: Path, data: bytes) -> str:
+def detect_export_format(path: Path, data: bytes) -> str:
+    """Which review export ``path`` is: ``jsonl``, ``csv``, ``argilla`` or ``labelstudio``."""
     name = path.name.lower()
     if name.endswith(".parquet"):
         return "argilla"  # Argilla's to_datasets() / Hub exports; the only parquet review file we read
     text = data.decode("utf-8-sig", errors="replace").lstrip()
     if name.endswith(".csv"):
-        header = next(csv.reader(io.StringIO(text)), [])
+        header = read_header(path, "csv") or []
         return "labelstudio" if _is_labelstudio_flat(header) else "csv"
     first = _first_record(path, text)
     if isinstance(first, dict):
@@ -294,26 +296,33 @@ def _json_records(path: Path, text: str, problems: list[Problem]) -> list[tuple[
             problems.append(Problem(str(path), None, None, f"invalid JSON: {exc}"))
             return []
         return list(enumerate(items, 1))
+    return _file_records(path, "jsonl", problems)
+
+
+def _file_records(path: Path, container: Container, problems: list[Problem]) -> list[tuple[int, Any]]:
+    """``(row number, record)`` through the records layer; its problems go to ``problems``."""
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append((n, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(str(path), n, None, f"invalid JSON: {exc.msg}"))
+    for rec in read_records(path, container):
+        if rec.problem is not None:
+            problems.append(rec.problem)
+        else:
+            out.append((rec.line, rec.data))
     return out
+
+
+def _blank_as_none(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if v != "" else None) for k, v in row.items()}
 
 
 def _flat_rows(path: Path, text: str, fmt: str, problems: list[Problem]) -> Iterable[dict[str, Any]]:
     if fmt == "csv":
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or "id" not in reader.fieldnames or "label" not in reader.fieldnames:
+        header = read_header(path, "csv") or []
+        if "id" not in header or "label" not in header:
             problems.append(Problem(str(path), None, None, f"a review CSV needs columns 'id' and 'label' "
-                                                           f"(found {reader.fieldnames})"))
+                                                           f"(found {header})"))
             return
-        for n, row in enumerate(reader, 2):  # row 1 is the header
-            yield {"row": n, **{k: (v if v != "" else None) for k, v in row.items()}}
+        for n, row in _file_records(path, "csv", problems):
+            yield {"row": n, **_blank_as_none(row)}
     else:
         for n, obj in _json_records(path, text, problems):
             if not isinstance(obj, dict):
@@ -502,14 +511,6 @@ def _read_source(path: Path) -> tuple[Path, bytes]:
     return path, path.read_bytes()
 
 
-def _parquet_records(path: Path) -> list[tuple[int, Any]]:
-    import pandas as pd
-
-    frame = pd.read_parquet(path)
-    return [(k, {c: (None if not hasattr(v, "__len__") and pd.isna(v) else v) for c, v in row.items()})
-            for k, row in enumerate(frame.to_dict("records"), 1)]
-
-
 def read_reviews(
     store: ReviewStore,
     path: str | Path,
@@ -524,7 +525,7 @@ def read_reviews(
     with ``errors="skip"`` bad rows are dropped and returned as problems.
     """
     path, data = _read_source(Path(path))
-    fmt = fmt or detect_format(path, data)
+    fmt = fmt or detect_export_format(path, data)
     if fmt not in FORMATS:
         raise ValueError(f"unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}")
     problems: list[Problem] = []
@@ -533,7 +534,7 @@ def read_reviews(
         if fmt != "argilla":
             raise DataError([Problem(str(path), None, None, "a parquet review file is read as Argilla records only")],
                             context="review import")
-        records = _parquet_records(path)
+        records = _file_records(path, "parquet", problems)
         text = ""
     else:
         try:
@@ -548,9 +549,8 @@ def read_reviews(
     elif fmt == "argilla":
         raw = list(_argilla_rows(path, records or _json_records(path, text, problems), problems, info))
     elif path.name.lower().endswith(".csv"):
-        rows_csv = list(csv.DictReader(io.StringIO(text)))
-        raw = [r for n, row in enumerate(rows_csv, 2)
-               for r in _labelstudio_flat_row(n, {k: (v if v != "" else None) for k, v in row.items()}, info)]
+        raw = [r for n, row in _file_records(path, "csv", problems)
+               for r in _labelstudio_flat_row(n, _blank_as_none(row), info)]
     else:
         raw = list(_labelstudio_rows(path, _json_records(path, text, problems), problems, info))
     if not info["recognised"] and not problems:

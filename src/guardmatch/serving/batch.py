@@ -5,24 +5,25 @@ output (by id) are not scored again, so a killed run continues where it stopped.
 and scored ``chunk_size`` rows at a time (the same row checks, ids and format detection as
 ``load_file``), so memory stays flat whatever the file size; only the ids already written are kept.
 Output files are owner-only and encrypted when ``$GUARDMATCH_ENCRYPTION_KEY`` is set (see
-``guardmatch.security``). ``model`` may be a ``GuardClassifier``, an ONNX classifier or a model
+``guardmatch.storage``). ``model`` may be a ``GuardClassifier``, an ONNX classifier or a model
 directory (an ONNX export is run by onnxruntime).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from guardmatch.data.example import Task
-from guardmatch.data.loaders import DEFAULT_MAX_TEXT_CHARS, LoadResult
+from guardmatch.data.loaders import DEFAULT_MAX_TEXT_CHARS, load_file_chunks
 from guardmatch.progress import make_progress
-from guardmatch.security import AtRestCipher, iter_jsonl, open_jsonl_writer, register_derived
+from guardmatch.storage.crypto import AtRestCipher
+from guardmatch.storage.lineage import register_derived
+from guardmatch.storage.records import iter_jsonl, open_jsonl_writer
 from guardmatch.serving.backends import cut_to_window
 
 
@@ -47,49 +48,6 @@ def _drop_torn_tail(path: Path) -> None:
         cut = data.rfind(b"\n") + 1
         with path.open("r+b") as fh:
             fh.truncate(cut)
-
-
-def iter_file_chunks(
-    path: str | Path,
-    *,
-    format: str | None = None,
-    task: Task | str = Task.PROMPT,
-    column_mapping: Mapping[str, str] | None = None,
-    chunk_size: int = 1024,
-    require_label: bool = False,
-    max_text_chars: int | None = DEFAULT_MAX_TEXT_CHARS,
-) -> Iterator[LoadResult]:
-    """``load_file``'s result ``chunk_size`` records at a time, streamed from disk.
-
-    Row numbers, generated ids (``<source>-<record index>``) and checks are those of ``load_file``;
-    the format detected on the first chunk is used for the rest. Duplicate ids are caught within a
-    chunk (across chunks the resumable writer's id set skips the repeat).
-    """
-    from guardmatch.data import loaders
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    reader = loaders._reader(path, str(path), max_text_chars)
-    rows = iter(reader)
-    fmt = format
-
-    class _Chunk(loaders._RowReader):
-        def __init__(self, raws: list) -> None:
-            self.raws, self.columns = raws, reader.columns
-
-        def __iter__(self):
-            return iter(self.raws)
-
-    while True:
-        raws = list(itertools.islice(rows, chunk_size))
-        if not raws:
-            return
-        part = loaders._convert(_Chunk(raws), label=str(path), fmt=fmt, task=Task(task),
-                                column_mapping=column_mapping, label_mapping=None, source=loaders._stem(path),
-                                errors="skip", require_label=require_label, max_text_chars=max_text_chars)
-        fmt = fmt or part.format or None
-        yield part
 
 
 def predict_file(
@@ -127,7 +85,7 @@ def predict_file(
     task = Task(model.config.task)
     thr = model.config.threshold if threshold is None else threshold
     window = int(model.config.max_length)
-    chunks = iter_file_chunks(input_path, format=format, task=task, column_mapping=column_mapping,
+    chunks = load_file_chunks(input_path, format=format, task=task, column_mapping=column_mapping,
                               chunk_size=chunk_size)
     out_path = Path(out_path)
     _drop_torn_tail(out_path)

@@ -28,10 +28,10 @@ from rich.console import Console
 from guardmatch.algorithms import build_algorithm
 from guardmatch.config import DataConfig, TrainConfig
 from guardmatch.data.example import Example, Task
-from guardmatch.data.loaders import LoadResult, load_file
+from guardmatch.data.loaders import LoadResult
 from guardmatch.data.overlap import check_overlap, remove_overlap
 from guardmatch.data.splits import Split, make_split, stratified_subset
-from guardmatch.data.suites import Suite, load_dataset, load_suite
+from guardmatch.data.suites import Suite, load_source, load_suite
 from guardmatch.data.validation import DataError
 from guardmatch.evaluation.report import EvaluationReport, evaluate_scores
 from guardmatch.model import GuardClassifier
@@ -60,12 +60,11 @@ class RunResult:
     is_main: bool = True
 
 
-def load_source(spec: str, task: Task, data: DataConfig, *, require_label: bool = True) -> LoadResult:
-    """A dataset name from the registry, or a file path (format auto-detected or ``train_format``)."""
+def load_configured_source(spec: str, task: Task, data: DataConfig, *, require_label: bool = True) -> LoadResult:
+    """:func:`~guardmatch.data.suites.load_source` with the data config's format, data dir and Hub setting."""
     path = Path(spec).expanduser()
-    if path.exists():
-        return load_file(path, format=data.train_format, task=task, require_label=require_label)
-    return load_dataset(spec, task, data.data_dir, data.allow_hub, require_label=require_label)
+    return load_source(path, task, format=data.train_format if path.is_file() else None, data_dir=data.data_dir,
+                       allow_hub=data.allow_hub, require_label=require_label)
 
 
 def prepare_data(config: TrainConfig, console: Console | None = None) -> PreparedData:
@@ -73,7 +72,7 @@ def prepare_data(config: TrainConfig, console: Console | None = None) -> Prepare
     data = config.data
     task = data.task
     notes: list[str] = []
-    source = load_source(data.train, task, data)
+    source = load_configured_source(data.train, task, data)
     examples = source.examples
     if source.report.skipped:
         notes.append(f"{data.train}: skipped {dict(source.report.skipped)}")
@@ -93,7 +92,7 @@ def prepare_data(config: TrainConfig, console: Console | None = None) -> Prepare
             notes.append(f"removed {removed} training rows whose text is also in a test set ({len(problems)} test rows)")
     extras: list[Example] = []
     for extra in data.extra_unlabeled:
-        extra_examples = load_source(extra, task, data, require_label=False).examples
+        extra_examples = load_configured_source(extra, task, data, require_label=False).examples
         if suite is not None:
             extra_examples, removed = remove_overlap(extra_examples, suite, task)
             if removed:

@@ -12,6 +12,8 @@ import os
 from importlib.util import find_spec
 from pathlib import Path
 
+from guardmatch.storage.files import cache_root
+
 QWEN_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -21,9 +23,8 @@ class ModelNotFoundError(FileNotFoundError):
 
 
 def models_dir() -> Path:
-    env = os.environ.get("GUARDMATCH_CACHE_DIR")
-    root = Path(env).expanduser() if env else Path.home() / ".cache" / "guardmatch"
-    return root / "models"
+    """``<cache root>/models``, where ``scripts/get_qwen_gguf.sh`` puts the GGUF files."""
+    return cache_root(create=False) / "models"
 
 
 def smollm2_path() -> Path:
