@@ -42,5 +42,5 @@ def test_same_source_halves_do_not_move_and_xstest_does(parts, train_slice, shar
 
 def test_too_few_texts_is_a_clear_error(parts, train_slice):
     model, emb = parts
-    with pytest.raises(DataError, match="at least 5 texts"):
+    with pytest.raises(DataError, match="reference: 3 text\\(s\\); a drift check needs at least 5"):
         drift_check(model, _unlabeled(train_slice[:3]), _unlabeled(train_slice[3:20]), emb, source_prior=0.5)

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from guardmatch.data.example import Example, Task
-from guardmatch.data.validation import DataError
+from guardmatch.data.validation import DataError, Problem
 from guardmatch.evaluation.label_shift import PriorEstimate, estimate_prior
 from guardmatch.evaluation.shift import Embedder, c2st_auc, mmd_rbf, nn_similarity
 
@@ -81,8 +81,9 @@ def drift_check(model: Any, reference: Sequence[Example], batch: Sequence[Exampl
     labels' rate); the EM estimates start from it.
     """
     if len(reference) < 5 or len(batch) < 5:
-        raise DataError(f"a drift check needs at least 5 texts on each side (reference {len(reference)}, "
-                         f"batch {len(batch)})")
+        raise DataError([Problem(name, None, None, f"{n} text(s); a drift check needs at least 5 on each side")
+                         for name, n in ((reference_name, len(reference)), (batch_name, len(batch))) if n < 5],
+                        context="drift check")
     task = Task(model.config.task)
     rng = np.random.default_rng(seed)
     ref, new = _sample(reference, max_per_set, rng), _sample(batch, max_per_set, rng)
