@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from guardmatch.augment.cache import ViewCache
-from guardmatch.augment.filters import FilterConfig, QualityFilter
+from guardmatch.augment.filters import QualityFilter, ViewFilterConfig
 from guardmatch.augment.inputs import load_inputs
 from guardmatch.augment.registry import build_augmenter
 from guardmatch.augment.runner import augment, cache_identity
@@ -94,7 +94,7 @@ def stages(args: argparse.Namespace) -> list[dict[str, Any]]:
 def open_cache(stage: dict[str, Any], task: Task) -> ViewCache | None:
     aug = build_augmenter(stage["augmenter"], stage["config"])
     try:
-        desc, fp = cache_identity(aug, QualityFilter(FilterConfig()))
+        desc, fp = cache_identity(aug, QualityFilter(ViewFilterConfig()))
     finally:
         aug.close()
     path = ROOT / "views" / ViewCache.dir_name(desc["name"], fp)
@@ -221,7 +221,7 @@ def write_report(args: argparse.Namespace, all_stages: list[dict[str, Any]],
     report = {
         "machine": f"{os.cpu_count()} CPU cores, no GPU",
         "order_seed": ORDER_SEED, "response_subset": RESPONSE_SUBSET, "window": WINDOW,
-        "filters": FilterConfig().model_dump(mode="json"),
+        "filters": ViewFilterConfig().model_dump(mode="json"),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "views_dir_mb": round(sum(p.stat().st_size for p in (ROOT / "views").rglob("*") if p.is_file()) / 1e6, 2),
         "stages": [stage_result(s, *pool_map[s["pool"]]) for s in all_stages],

@@ -197,8 +197,7 @@ def main() -> int:
                 t = time.perf_counter()
                 with ReviewStore.open(db, task="prompt") as store:
                     if len(store.routings()) < rnd:
-                        excluded = store.routing_exclusions()
-                        cands = [ex for ex in store.items() if ex.id not in excluded]
+                        cands = store.routing_candidates()
                         key = (prev_model[strategy], tuple(ex.id for ex in cands))
                         if key not in score_cache:  # strategies sharing a model and pool score it once
                             model = GuardClassifier.from_pretrained(prev_model[strategy])

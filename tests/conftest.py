@@ -1,11 +1,17 @@
-"""Shared fixtures: the real datasets in ../shared/data, the packaged MiniLM, tiny random models."""
+"""Shared fixtures: the real datasets in ../shared/data (and a slice of WildGuardTrain), the packaged MiniLM,
+tiny random models."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from guardmatch.data.example import Example
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,4 +63,21 @@ def tiny_prompt_model_dir(tmp_path_factory) -> Path:
                      intermediate_size=64, max_position_embeddings=512)
     path = tmp_path_factory.mktemp("tiny-prompt") / "model"
     GuardClassifier.from_encoder(str(minilm_path()), encoder_config=cfg, seed=0, max_length=48).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def train_slice(shared_data) -> list[Example]:
+    """80 short real WildGuardTrain prompts, 40 harmful and 40 benign."""
+    from guardmatch.data.suites import load_dataset
+
+    rows = [e for e in load_dataset("wildguardtrain", "prompt", data_dir=shared_data, allow_hub=False).examples
+            if len(e.prompt) < 300]
+    return [e for e in rows if e.label == 1][:40] + [e for e in rows if e.label == 0][:40]
+
+
+@pytest.fixture(scope="session")
+def train_file(tmp_path_factory, train_slice) -> Path:
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    path.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in train_slice))
     return path

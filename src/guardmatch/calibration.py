@@ -35,6 +35,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from guardmatch.data.example import Example, Task
+from guardmatch.errors import GuardmatchError
 from guardmatch.evaluation.metrics import best_f1_threshold, binary_metrics, expected_calibration_error
 from guardmatch.scoring import probs_from_logits
 
@@ -45,7 +46,7 @@ _THR_MIN, _THR_MAX = 1e-6, 1.0 - 1e-6
 _T_BOUNDS = (0.05, 20.0)  # log-space search interval for the temperature
 
 
-class CalibrationError(ValueError):
+class CalibrationError(GuardmatchError, ValueError):
     """Calibration data or target that cannot give a meaningful result."""
 
 

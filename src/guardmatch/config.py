@@ -1,25 +1,37 @@
 """Typed, validated run configuration (pydantic), loadable from YAML, with flag overrides.
 
-Defaults reproduce USB's NLP settings (ALGORITHMS.md) where they apply; ``configs/*.yaml`` hold
+Also the config machinery every other config uses (grid, augment, ingest): the strict base
+:class:`StrictModel`, the dotted-override helper :func:`set_dotted` and :func:`build_config`
+(YAML + overrides -> a validated model, or a :class:`~guardmatch.errors.ConfigError` naming the key).
+
+Defaults reproduce USB's NLP settings (docs/ALGORITHMS.md) where they apply; ``configs/*.yaml`` hold
 named setups (quickstart, paper, paper_cpu).
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from guardmatch.data.example import Task
+from guardmatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from guardmatch.algorithms.base import AlgorithmConfig
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Base of every guardmatch config: an unknown key (a typo) is an error, never silently ignored;
+    assignments are validated too."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictModel):
     """Where labels and unlabeled text come from, and how the labeled budget is drawn."""
 
     task: Task = Task.PROMPT
@@ -54,7 +66,7 @@ class DataConfig(_Strict):
         return self.task.value if self.suite == "auto" else self.suite
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     encoder: str = Field("minilm", description="encoder alias (minilm, deberta-v3-base, mpnet), Hub id or path")
     tokenizer: str | None = None
     max_length: int = Field(256, ge=8)
@@ -62,7 +74,7 @@ class ModelConfig(_Strict):
     init_from: str | None = Field(None, description="start from a saved guardmatch model directory instead")
 
 
-class OptimConfig(_Strict):
+class OptimConfig(StrictModel):
     lr: float = Field(5e-5, gt=0)
     head_lr: float | None = Field(None, gt=0, description="learning rate of the heads (default: lr)")
     weight_decay: float = Field(5e-4, ge=0)
@@ -82,7 +94,7 @@ class OptimConfig(_Strict):
     eval_batch_size: int = Field(64, ge=1)
 
 
-class ViewsConfig(_Strict):
+class ViewsConfig(StrictModel):
     """Strong views come from an augmentation cache (see `guardmatch augment`)."""
 
     cache: str | None = Field(None, description="view cache directory, or augmenter name under cache_dir")
@@ -90,7 +102,7 @@ class ViewsConfig(_Strict):
     min_coverage: float = Field(1.0, ge=0, le=1, description="fraction of the pool that must have views")
 
 
-class TrainConfig(_Strict):
+class TrainConfig(StrictModel):
     """One training run: data, model, algorithm, optimisation, bookkeeping."""
 
     output_dir: str = "runs/run"
@@ -119,35 +131,47 @@ class TrainConfig(_Strict):
     @model_validator(mode="after")
     def _algorithm_known(self) -> "TrainConfig":
         """The algorithm and its parameters are checked here, before any data is read or file written."""
-        import guardmatch.algorithms  # noqa: F401 - registers every algorithm
         from guardmatch.algorithms.base import ALGORITHMS
 
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm: unknown algorithm {self.algorithm!r}; "
                              f"available: {', '.join(ALGORITHMS.names())}")
         try:
-            ALGORITHMS.get(self.algorithm).config_cls.model_validate(self.algorithm_params)
+            self.algorithm_config()
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"algorithm_params of {self.algorithm}: {problems}") from None
+            raise ValueError(f"algorithm_params of {self.algorithm}: {'; '.join(validation_problems(exc))}") from None
         return self
 
+    def algorithm_config(self) -> AlgorithmConfig:
+        """The validated :class:`~guardmatch.algorithms.AlgorithmConfig` of ``algorithm``: its
+        ``algorithm_params``, with an algorithm ``seed`` that is not set following the run's ``seed``
+        (so each run seed samples its own random choices, e.g. MarginMatch's threshold examples)."""
+        from guardmatch.algorithms.base import ALGORITHMS
 
-class ConfigError(ValueError):
-    """A config file or override that does not validate; the message names the key and the file."""
+        config_cls = ALGORITHMS.get(self.algorithm).config_cls
+        params = dict(self.algorithm_params)
+        if "seed" in config_cls.model_fields and "seed" not in params:
+            params["seed"] = self.seed
+        return config_cls.model_validate(params)
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid configuration"]
+def validation_problems(err: ValidationError) -> list[str]:
+    """One line per problem, each naming its key: ``optim.lr: Input should be greater than 0 (got -1)``."""
+    problems = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
         got = e.get("input")
         if not loc:  # a check over the whole config: its message names the key
-            lines.append(f"  - {e['msg'].removeprefix('Value error, ')}")
+            problems.append(e["msg"].removeprefix("Value error, "))
             continue
         got_s = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  - {loc}: {e['msg']}{got_s}")
-    return "\n".join(lines)
+        problems.append(f"{loc}: {e['msg']}{got_s}")
+    return problems
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """The message of a :class:`ConfigError`: the source, then one line per problem."""
+    return "\n".join([f"{source}: invalid configuration", *(f"  - {p}" for p in validation_problems(err))])
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -164,7 +188,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """``set_dotted(d, "optim.lr", 1e-4)`` sets ``d["optim"]["lr"]``."""
+    """``set_dotted(d, "optim.lr", 1e-4)`` sets ``d["optim"]["lr"]`` (creating missing sections)."""
     parts = dotted.split(".")
     node = data
     for p in parts[:-1]:
@@ -174,16 +198,24 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def build_config(model_cls: type[BaseModel], path: str | Path | None = None, overrides: dict[str, Any] | None = None):
-    """Validate YAML (optional) plus dotted overrides (flags) into ``model_cls``; raise ConfigError."""
-    data = load_yaml(path) if path else {}
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def build_config(model_cls: type[ModelT], path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                 *, data: dict[str, Any] | None = None, source: str = "command-line options") -> ModelT:
+    """Validate a YAML file (or ``data``) plus dotted ``overrides`` into ``model_cls``.
+
+    ``overrides`` are ``{"optim.lr": 1e-4}`` (flags, ``--set``); a None value is a flag not given and
+    is skipped. A :class:`ConfigError` names each bad key and the file (else ``source``).
+    """
+    raw = load_yaml(path) if path else copy.deepcopy(data or {})
     for key, value in (overrides or {}).items():
         if value is not None:
-            set_dotted(data, key, value)
+            set_dotted(raw, key, value)
     try:
-        return model_cls.model_validate(data)
+        return model_cls.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path) if path else "command-line options")) from None
+        raise ConfigError(format_validation_error(exc, str(path) if path else source)) from None
 
 
 def load_train_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:

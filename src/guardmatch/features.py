@@ -28,10 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from guardmatch.storage.files import cache_root, secure_mkdir, secure_open, write_secure_text
 from guardmatch.data.example import Example, Task, text_hash
 from guardmatch.progress import make_progress
-
+from guardmatch.storage.files import cache_root, secure_mkdir, secure_open, write_secure_text
 
 # ---------------------------------------------------------------------------------------------
 # Splitting an encoder at a layer

@@ -9,7 +9,10 @@ Never pickle.
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -22,11 +25,27 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokeniz
 
 from guardmatch.data.example import LABEL_NAMES, Task
 from guardmatch.encoders import resolve_encoder
+from guardmatch.errors import ConfigError, UnknownNameError
 from guardmatch.scoring import ScoringMixin
 
 CONFIG_NAME = "guardmatch.json"
 WEIGHTS_NAME = "model.safetensors"
 ENCODER_DIR = "encoder"
+
+
+PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEFAULT_PROFILE = "default"
+
+
+class ThresholdProfile(BaseModel):
+    """A named operating threshold (e.g. per product surface or region) and how it was obtained."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(gt=0.0, lt=1.0, description="P(harmful) at or above which this profile flags")
+    method: str = Field(description="how it was chosen, e.g. 'calibration:f1', 'label-shift:em', 'manual'")
+    details: dict[str, Any] = Field(default_factory=dict, description="the method's inputs and estimates")
+    created: str = Field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
 
 class GuardClassifierConfig(BaseModel):
@@ -45,10 +64,37 @@ class GuardClassifierConfig(BaseModel):
     temperature: float = Field(1.0, gt=0.0, description="logit temperature fitted by calibration")
     calibration: dict[str, Any] = Field(default_factory=dict)
     provenance: dict[str, Any] = Field(default_factory=dict)
+    threshold_profiles: dict[str, ThresholdProfile] = Field(
+        default_factory=dict, description="named thresholds chosen per deployment ('default' is `threshold`)")
 
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    def calibrated_prior(self) -> float | None:
+        """The harmful rate the probabilities are calibrated for: the calibration data's, else the
+        training labels' (``provenance.train_harmful_rate``); None if neither is recorded."""
+        cal = self.calibration
+        if cal.get("n") and cal.get("positives") is not None:
+            return float(cal["positives"]) / float(cal["n"])
+        rate = self.provenance.get("train_harmful_rate")
+        return float(rate) if rate is not None else None
+
+    def threshold_for(self, profile: str | None = None) -> float:
+        """The threshold of ``profile`` (None or ``default``: :attr:`threshold`)."""
+        if profile is None or profile == DEFAULT_PROFILE:
+            return self.threshold
+        if profile not in self.threshold_profiles:
+            names = ", ".join([DEFAULT_PROFILE, *sorted(self.threshold_profiles)])
+            raise UnknownNameError(f"unknown threshold profile {profile!r}; available: {names}")
+        return self.threshold_profiles[profile].threshold
+
+    def set_threshold_profile(self, name: str, profile: ThresholdProfile) -> None:
+        """Add or replace the profile ``name`` (letters, digits, ``_.-``; not ``default``)."""
+        if name == DEFAULT_PROFILE or not PROFILE_NAME.match(name):
+            raise ConfigError(f"threshold profile name {name!r}: use 1-64 letters, digits, '_', '.', '-' "
+                              f"(and not {DEFAULT_PROFILE!r}, which is the model's own threshold)")
+        self.threshold_profiles[name] = profile
 
 
 class ClassificationHead(nn.Sequential):
@@ -323,3 +369,31 @@ def _dedupe_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def load_config(path: str | Path) -> GuardClassifierConfig:
     """Read only the JSON config of a saved model (cheap; no weights)."""
     return GuardClassifierConfig.model_validate(json.loads((Path(path) / CONFIG_NAME).read_text()))
+
+
+def save_threshold_profile(model_dir: str | Path, name: str, profile: ThresholdProfile) -> GuardClassifierConfig:
+    """Store ``profile`` as ``name`` in a saved model directory (PyTorch or ONNX export), in place.
+
+    Rewrites ``guardmatch.json`` atomically, and the copy inside the transformers ``config.json``
+    where there is one, so every loader sees the profile. Returns the updated config.
+    """
+    model_dir = Path(model_dir)
+    path = model_dir / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(f"{model_dir}: not a saved guardmatch model (no {CONFIG_NAME})")
+    config = GuardClassifierConfig.model_validate_json(path.read_text())
+    config.set_threshold_profile(name, profile)
+    _replace_text(path, config.model_dump_json(indent=2))
+    hf_config = model_dir / "config.json"
+    if hf_config.is_file():
+        data = json.loads(hf_config.read_text())
+        if "guardmatch" in data:
+            data["guardmatch"] = config.model_dump(mode="json")
+            _replace_text(hf_config, json.dumps(data, indent=2))
+    return config
+
+
+def _replace_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

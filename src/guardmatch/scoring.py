@@ -17,6 +17,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from guardmatch.data.example import Task
+from guardmatch.errors import ConfigError
 
 
 def softmax_from_logits(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -65,7 +66,7 @@ class ScoringMixin:
             if len(responses) != len(prompts):
                 raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         elif Task(self.config.task) is Task.RESPONSE:
-            raise ValueError("this is a response classifier: pass responses=[...] with the prompts")
+            raise ConfigError("this is a response classifier: pass responses=[...] with the prompts")
         n = len(prompts)
         out = np.zeros((n, self.config.num_classes), dtype=np.float32)
         if n == 0:
@@ -117,11 +118,13 @@ class ScoringMixin:
         responses: Sequence[str] | None = None,
         *,
         threshold: float | None = None,
+        profile: str | None = None,
         batch_size: int = 32,
         labels: bool = False,
     ) -> np.ndarray:
-        """0/1 (1 = harmful) at the model's threshold (or ``threshold``); ``labels=True``: label names."""
-        thr = self.config.threshold if threshold is None else threshold
+        """0/1 (1 = harmful) at ``threshold``, else at the threshold ``profile`` (default: the model's own);
+        ``labels=True``: label names."""
+        thr = self.config.threshold_for(profile) if threshold is None else threshold
         pred = (self.score(prompts, responses, batch_size=batch_size) >= thr).astype(np.int64)
         return self.classes_[pred] if labels else pred
 
@@ -131,7 +134,9 @@ class ScoringMixin:
         responses: Sequence[str] | None = None,
         *,
         threshold: float | None = None,
+        profile: str | None = None,
         batch_size: int = 32,
     ) -> np.ndarray:
         """Label names (``"unharmful"`` / ``"harmful"``) at the threshold: ``predict(..., labels=True)``."""
-        return self.predict(prompts, responses, threshold=threshold, batch_size=batch_size, labels=True)
+        return self.predict(prompts, responses, threshold=threshold, profile=profile, batch_size=batch_size,
+                            labels=True)

@@ -14,7 +14,7 @@ from guardmatch.augment.backtranslation import (
     split_chunks,
 )
 from guardmatch.augment.base import ViewRequest
-from guardmatch.augment.filters import FilterConfig, QualityFilter
+from guardmatch.augment.filters import QualityFilter, ViewFilterConfig
 from guardmatch.data.example import Example, Task
 
 
@@ -66,7 +66,7 @@ def test_llm_backtranslation_with_smollm2(smollm2_gguf, short_prompts, tmp_path)
                                    max_new_tokens=12)
     with LLMBacktranslator(cfg) as aug:
         rep = augment(short_prompts[:1], aug, Task.PROMPT, views=1, cache_root=tmp_path,
-                      quality_filter=QualityFilter(FilterConfig()), progress=False, max_attempts=1)
+                      quality_filter=QualityFilter(ViewFilterConfig()), progress=False, max_attempts=1)
     (rec,) = ViewCache.open(rep.cache_dir).iter_records("prompt")
     assert rec.meta["engine"] == "llm" and rec.meta["pivot"] == "de" and rec.meta["pivot_text"]
     assert rec.status == "accepted" or rec.reason in {"empty", "refusal", "echo", "length", "language", "intent"}

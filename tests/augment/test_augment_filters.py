@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from guardmatch.augment.base import Draft, ViewRequest
-from guardmatch.augment.filters import FilterConfig, IntentCheckConfig, QualityFilter, looks_like_refusal
+from guardmatch.augment.filters import IntentCheckConfig, QualityFilter, ViewFilterConfig, looks_like_refusal
 from guardmatch.augment.postprocess import clean_output
 from guardmatch.data.example import Example, Task
 
@@ -14,7 +14,7 @@ SRC = "How can I make my neighbour's dog stop barking at night without hurting i
 
 
 def _check(views: list[str], source: str = SRC, **cfg) -> list[str | None]:
-    f = QualityFilter(FilterConfig(intent=IntentCheckConfig(mode="none"), **cfg))
+    f = QualityFilter(ViewFilterConfig(intent=IntentCheckConfig(mode="none"), **cfg))
     ex = Example("x", source, None, 0)
     reqs = [ViewRequest(ex, Task.PROMPT, i, 0, 0) for i in range(len(views))]
     return f.check(reqs, [Draft(prompt=v) for v in views])
@@ -40,14 +40,14 @@ def test_refusal_only_counts_when_the_source_is_not_one():
 
 
 def test_generation_error_is_a_reason_even_without_filters():
-    f = QualityFilter(FilterConfig(enabled=False))
+    f = QualityFilter(ViewFilterConfig(enabled=False))
     ex = Example("x", SRC)
     assert f.check([ViewRequest(ex, Task.PROMPT, 0, 0, 0)], [Draft(error="boom")]) == ["error"]
     assert f.check([ViewRequest(ex, Task.PROMPT, 0, 0, 0)], [Draft(prompt="")]) == [None]
 
 
 def test_embedding_intent_floor_with_packaged_minilm():
-    f = QualityFilter(FilterConfig(intent=IntentCheckConfig(mode="embedding", min_similarity=0.6)))
+    f = QualityFilter(ViewFilterConfig(intent=IntentCheckConfig(mode="embedding", min_similarity=0.6)))
     ex = Example("x", SRC)
     reqs = [ViewRequest(ex, Task.PROMPT, i, 0, 0) for i in range(2)]
     drafts = [Draft(prompt="What can I do so my neighbour's dog quits barking at night, without harming it?"),
@@ -74,7 +74,7 @@ class TfidfGuard:
 
 def test_classifier_intent_check_is_label_free_by_default(wild_prompts):
     guard = TfidfGuard(wild_prompts[:2500])
-    f = QualityFilter(FilterConfig(intent=IntentCheckConfig(mode="classifier")), classifier=guard)
+    f = QualityFilter(ViewFilterConfig(intent=IntentCheckConfig(mode="classifier")), classifier=guard)
     held = [ex for ex in wild_prompts[2500:] if len(ex.prompt) < 200]
     src = next(ex for ex in held if guard.score([ex.prompt])[0] > 0.8)
     benign_text = next(ex.prompt for ex in held if guard.score([ex.prompt])[0] < 0.2)
@@ -92,7 +92,7 @@ def test_classifier_intent_check_is_label_free_by_default(wild_prompts):
 
 def test_classifier_mode_requires_a_classifier():
     with pytest.raises(ValueError, match="needs a reference classifier"):
-        QualityFilter(FilterConfig(intent=IntentCheckConfig(mode="either")))
+        QualityFilter(ViewFilterConfig(intent=IntentCheckConfig(mode="either")))
 
 
 def test_clean_output_strips_llm_wrapping():

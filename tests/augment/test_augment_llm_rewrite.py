@@ -7,12 +7,12 @@ import pytest
 from guardmatch.augment import ViewCache, augment
 from guardmatch.augment.backends import BackendConfig, GenerationParams, build_backend
 from guardmatch.augment.base import ViewRequest
-from guardmatch.augment.filters import FilterConfig, IntentCheckConfig, QualityFilter
+from guardmatch.augment.filters import IntentCheckConfig, QualityFilter, ViewFilterConfig
 from guardmatch.augment.llm_rewrite import LLMRewriteAugmenter, LLMRewriteConfig
 from guardmatch.augment.prompts import load_prompt, packaged_prompts
 from guardmatch.data.example import Example, Task
 
-NO_INTENT = FilterConfig(intent=IntentCheckConfig(mode="none"))
+NO_INTENT = ViewFilterConfig(intent=IntentCheckConfig(mode="none"))
 
 
 def test_packaged_prompts_parse_and_render():
@@ -128,7 +128,7 @@ def test_transformers_backend_tiny_random_llama(tiny_causal_lm, short_prompts, t
     rendered = aug.backend.render(convs[0])
     assert rendered.startswith("[system]") and rendered.endswith("[assistant] ")
     rep = augment(short_prompts[:4], aug, Task.PROMPT, views=1, cache_root=tmp_path,
-                  quality_filter=QualityFilter(FilterConfig(enabled=False)), progress=False, batch_size=4)
+                  quality_filter=QualityFilter(ViewFilterConfig(enabled=False)), progress=False, batch_size=4)
     assert rep.attempts == 4 and rep.accepted + sum(rep.rejected.values()) == 4
     assert rep.cache_counts["prompt"]["texts"] == 4
     aug.close()

@@ -13,7 +13,7 @@ import pytest
 from guardmatch.augment import ViewCache, augment
 from guardmatch.augment.backends import BackendConfig, GenerationParams, build_backend
 from guardmatch.augment.backends.openai_compat import ServerError
-from guardmatch.augment.filters import FilterConfig, IntentCheckConfig, QualityFilter
+from guardmatch.augment.filters import IntentCheckConfig, QualityFilter, ViewFilterConfig
 from guardmatch.augment.llm_rewrite import LLMRewriteAugmenter, LLMRewriteConfig
 from guardmatch.data.example import Task
 
@@ -75,7 +75,7 @@ def test_rewrite_views_through_the_server(server, short_prompts, tmp_path):
     ident = aug.identity()["backend"]
     assert ident == {"kind": "openai", "model": "smollm2"}  # the URL is not part of the fingerprint
     rep = augment(short_prompts[:2], aug, Task.PROMPT, views=1, cache_root=tmp_path, max_attempts=1,
-                  quality_filter=QualityFilter(FilterConfig(intent=IntentCheckConfig(mode="none"))), progress=False)
+                  quality_filter=QualityFilter(ViewFilterConfig(intent=IntentCheckConfig(mode="none"))), progress=False)
     recs = list(ViewCache.open(rep.cache_dir).iter_records("prompt"))
     assert len(recs) == 2 and all(r.reason != "error" for r in recs)
     assert all(r.meta["backend"] == "openai" for r in recs)

@@ -6,7 +6,7 @@ from transformers import AutoTokenizer
 
 from guardmatch.augment.base import ViewRequest
 from guardmatch.augment.eda import EDAAugmenter
-from guardmatch.augment.filters import FilterConfig, QualityFilter
+from guardmatch.augment.filters import QualityFilter, ViewFilterConfig
 from guardmatch.augment.runner import augment
 from guardmatch.augment.cache import ViewCache
 from guardmatch.augment.window import SourceWindow
@@ -55,7 +55,7 @@ def test_window_is_in_the_fingerprint_and_views_keep_the_uncut_key(tmp_path):
     plain, windowed = EDAAugmenter(), EDAAugmenter(window=SourceWindow(max_length=16))
     assert plain.fingerprint() != windowed.fingerprint()
     assert "window" not in plain.describe()["config"]  # caches made before windows keep their key
-    checks = QualityFilter(FilterConfig(enabled=False))
+    checks = QualityFilter(ViewFilterConfig(enabled=False))
     report = augment([long], windowed, Task.PROMPT, 1, cache_root=tmp_path, progress=False, quality_filter=checks)
     cache = ViewCache.open(report.cache_dir)
     (rec,) = [r for r in cache.iter_records(Task.PROMPT)]

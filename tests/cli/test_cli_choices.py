@@ -8,20 +8,27 @@ import typing
 
 from typer.testing import CliRunner
 
-from guardmatch.cli.common import AugmenterChoice, AugmenterName, ExchangeFormat, LLMBackendChoice, RoutingStrategy
+from guardmatch.cli.common import (
+    AugmenterChoice,
+    AugmenterName,
+    ExchangeFormat,
+    LLMBackendChoice,
+    LLMBackendName,
+    RoutingStrategy,
+)
 from guardmatch.cli.main import app
 
 
 def test_choices_match_the_registries():
-    from guardmatch.augment.registry import augmenter_names
+    from guardmatch.augment.backends import BACKENDS
+    from guardmatch.augment.registry import AUGMENTERS
     from guardmatch.review.exchange import FORMATS
     from guardmatch.review.routing import STRATEGIES
 
-    assert {s.value for s in RoutingStrategy} == set(STRATEGIES)
+    assert {s.value for s in RoutingStrategy} == set(STRATEGIES.names())
     assert tuple(f.value for f in ExchangeFormat) == FORMATS
-    assert {a.value for a in AugmenterName} == set(augmenter_names()) == set(typing.get_args(AugmenterChoice))
-    assert set(typing.get_args(LLMBackendChoice)) == set(typing.get_args(
-        __import__("guardmatch.augment.backends.base", fromlist=["BackendKind"]).BackendKind))
+    assert {a.value for a in AugmenterName} == set(AUGMENTERS.names()) == set(typing.get_args(AugmenterChoice))
+    assert {b.value for b in LLMBackendName} == set(BACKENDS.names()) == set(typing.get_args(LLMBackendChoice))
 
 
 def test_unknown_strategy_fails_within_a_second_without_scoring(tmp_path):

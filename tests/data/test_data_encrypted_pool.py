@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from guardmatch.data.loaders import load_file
 from guardmatch.storage.crypto import AtRestCipher, generate_key
-from guardmatch.storage.records import open_jsonl_writer
+from guardmatch.data.records import open_jsonl_writer
 
 
 def test_encrypted_pool_round_trip(tmp_path, monkeypatch):

@@ -77,12 +77,12 @@ def test_style_stats_by_hand():
     assert st["tokens_median"] == 7.0 and st["chars_median"] == pytest.approx(np.median([len(t) for t in texts]))
 
 
-def test_report_on_real_slices_with_an_unlabeled_pool(tmp_path, shared_data, tiny_model_dir, train_slice):
+def test_report_on_real_slices_with_an_unlabeled_pool(tmp_path, shared_data, tiny_prompt_model_dir, train_slice):
     from guardmatch.data.suites import load_dataset
 
     xs = load_dataset("xstest", "prompt", data_dir=shared_data).examples[:60]
     pool = [Example(f"u{i}", ex.prompt) for i, ex in enumerate(train_slice[40:])]  # label-free
-    emb = Embedder(Task.PROMPT, encoder=str(tiny_model_dir), cache_dir=tmp_path, progress=False)
+    emb = Embedder(Task.PROMPT, encoder=str(tiny_prompt_model_dir), cache_dir=tmp_path, progress=False)
     report = shift_report(TextSet("seed", "seed", train_slice[:40]),
                           [TextSet("pool", "pool", pool), TextSet("xstest", "test", xs)], emb,
                           max_per_set=50, permutations=50)
@@ -98,7 +98,7 @@ def test_report_on_real_slices_with_an_unlabeled_pool(tmp_path, shared_data, tin
     assert "| xstest | test | 60 |" in md and "C2ST AUC" in md
 
 
-def test_data_shift_command(tmp_path, shared_data, tiny_model_dir, train_file):
+def test_data_shift_command(tmp_path, shared_data, tiny_prompt_model_dir, train_file):
     from guardmatch.cli.main import app
 
     pool = tmp_path / "ingested.jsonl"  # what `guardmatch ingest` writes: normalized, label null
@@ -106,7 +106,7 @@ def test_data_shift_command(tmp_path, shared_data, tiny_model_dir, train_file):
     pool.write_text("".join(json.dumps({"id": f"p{i}", "prompt": r["prompt"], "response": None, "label": None}) + "\n"
                             for i, r in enumerate(rows)))
     args = ["data", "shift", "--seed-source", str(train_file), "--labels", "20", "--pool", str(pool),
-            "--suite", "prompt", "--data-dir", str(shared_data), "--no-hub", "--encoder", str(tiny_model_dir),
+            "--suite", "prompt", "--data-dir", str(shared_data), "--no-hub", "--encoder", str(tiny_prompt_model_dir),
             "--max-per-set", "40", "--permutations", "20", "--cache-dir", str(tmp_path / "c"), "--json",
             "--out", str(tmp_path / "rep")]
     result = CliRunner().invoke(app, args)

@@ -1,15 +1,14 @@
-"""Fixtures for the grid tests: a tiny random encoder, a real training slice, a view cache."""
+"""Fixtures for the grid tests: a tiny random encoder, a view cache of the real training slice (``train_slice``,
+shared from ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from grid_helpers import write_views
 from transformers import BertConfig, BertModel
 
-from guardmatch.data.example import Example
 from guardmatch.encoders import minilm_path
 from guardmatch.model import GuardClassifier
 
@@ -39,23 +38,6 @@ def tiny_hf_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     BertModel(tiny_bert_config()).save_pretrained(path)
     AutoTokenizer.from_pretrained(str(minilm_path())).save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def train_slice(shared_data) -> list[Example]:
-    """80 short real WildGuardTrain prompts, 40 harmful and 40 benign."""
-    from guardmatch.data.suites import load_dataset
-
-    rows = [e for e in load_dataset("wildguardtrain", "prompt", data_dir=shared_data, allow_hub=False).examples
-            if len(e.prompt) < 300]
-    return [e for e in rows if e.label == 1][:40] + [e for e in rows if e.label == 0][:40]
-
-
-@pytest.fixture(scope="session")
-def train_file(tmp_path_factory, train_slice) -> Path:
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    path.write_text("".join(json.dumps(e.to_dict()) + "\n" for e in train_slice))
     return path
 
 

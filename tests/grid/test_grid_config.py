@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from guardmatch.config import ConfigError
 from guardmatch.data.example import Task
+from guardmatch.errors import ConfigError
 from guardmatch.grid import cell_config, config_hash, expand, load_grid_config
 from guardmatch.grid.cells import Cell, pool_sources
 from guardmatch.grid.config import deep_merge
@@ -100,9 +100,17 @@ def test_bad_references_and_keys_are_named(tmp_path):
         _grid(tmp_path, tasks={"prompt": {"methods": ["sft"]}})
     with pytest.raises(ConfigError, match="budget"):
         _grid(tmp_path, budgets=[1])
-    with pytest.raises(ConfigError, match="grid cell prompt/in_source/supervised/200/seed0"):
-        grid = _grid(tmp_path, base={"optim": {"max_stepz": 3}})
-        cell_config(grid, Cell(Task.PROMPT, "in_source", "run", "supervised", None, 200, 0))
+    # every run's config is validated when the grid loads, before any data is read
+    with pytest.raises(ConfigError, match="tasks.prompt x methods.supervised: optim.max_stepz: Extra inputs"):
+        _grid(tmp_path, base={"optim": {"max_stepz": 3}})
+    with pytest.raises(ConfigError, match="methods.fixmatch: algorithm_params of fixmatch: treshold"):
+        _grid(tmp_path, methods={"fixmatch": {"algorithm": "fixmatch", "params": {"treshold": 0.9}}})
+    with pytest.raises(ConfigError, match="methods.sft: algorithm: unknown algorithm 'sft'; available: fixmatch"):
+        _grid(tmp_path, methods={"sft": {"algorithm": "sft"}})
+    with pytest.raises(ConfigError, match=r"baselines.svm: unknown baseline 'svm'; available: setfit, tfidf_lr"):
+        _grid(tmp_path, baselines={"setfit": {"kind": "setfit"}, "svm": {"kind": "svm"}})
+    with pytest.raises(ConfigError, match=r"tasks.response.baseline_params: setfit: unknown parameter\(s\) \['max_len'\]"):
+        _grid(tmp_path, tasks={"prompt": {}, "response": {"baseline_params": {"setfit": {"max_len": 9}}}})
     with pytest.raises(ConfigError, match="colour"):
         load_grid_config(data={"tasks": {"prompt": {}}, "methods": {}, "colour": 1})
 

@@ -38,7 +38,7 @@ def _scores(p, head_p=None, apm=None) -> PoolScores:
 
 
 def test_registry_has_every_strategy():
-    assert set(STRATEGIES) == {"least_confidence", "margin", "entropy", "head_disagreement", "apm_instability",
+    assert set(STRATEGIES.names()) == {"least_confidence", "margin", "entropy", "head_disagreement", "apm_instability",
                                "random"}
     with pytest.raises(KeyError, match="unknown strategy"):
         get_strategy("bald")

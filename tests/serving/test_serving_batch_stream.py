@@ -9,7 +9,7 @@ import pytest
 
 from guardmatch.data.loaders import load_file
 from guardmatch.model import GuardClassifier
-from guardmatch.storage.records import iter_jsonl
+from guardmatch.data.records import iter_jsonl
 from guardmatch.data.loaders import load_file_chunks
 from guardmatch.serving.batch import predict_file
 

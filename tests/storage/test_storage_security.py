@@ -7,14 +7,18 @@ import os
 
 import pytest
 
-from guardmatch import security as sec
+from guardmatch.storage.audit import AUDIT_USER_ENV, audit_log, read_audit_log
+from guardmatch.storage.crypto import AtRestCipher, BLOB_MAGIC, EncryptionKeyError, KEY_ENV, LINE_PREFIX, generate_key, is_encrypted_line
+from guardmatch.storage.files import CACHE_ENV, cache_root, file_mode, read_secure_bytes, secure_mkdir, secure_open, write_secure_bytes, write_secure_text
+from guardmatch.storage.lineage import derived_from, manifest_path, pool_fingerprint, purge, register_derived
+from guardmatch.data.records import iter_jsonl, open_jsonl_writer
 
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(sec.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(sec.KEY_ENV, raising=False)
-    monkeypatch.setenv(sec.AUDIT_USER_ENV, "alice")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.setenv(AUDIT_USER_ENV, "alice")
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o022])
@@ -22,20 +26,20 @@ def test_files_and_dirs_are_owner_only_whatever_the_umask(tmp_path, umask):
     old = os.umask(umask)
     try:
         f = tmp_path / "a" / "b" / "pool.jsonl"
-        with sec.secure_open(f, "w") as fh:
+        with secure_open(f, "w") as fh:
             fh.write("x\n")
-        assert sec.file_mode(f) == 0o600
-        assert sec.file_mode(tmp_path / "a") == 0o700
-        assert sec.file_mode(tmp_path / "a" / "b") == 0o700
-        blob = sec.write_secure_bytes(tmp_path / "c" / "emb.bin", b"\x00\x01")
-        assert sec.file_mode(blob) == 0o600 and blob.read_bytes() == b"\x00\x01"
+        assert file_mode(f) == 0o600
+        assert file_mode(tmp_path / "a") == 0o700
+        assert file_mode(tmp_path / "a" / "b") == 0o700
+        blob = write_secure_bytes(tmp_path / "c" / "emb.bin", b"\x00\x01")
+        assert file_mode(blob) == 0o600 and blob.read_bytes() == b"\x00\x01"
         # an existing world-readable file is tightened when written through secure_open
         loose = tmp_path / "loose.txt"
         loose.write_text("old")
         os.chmod(loose, 0o644)
-        with sec.secure_open(loose, "a") as fh:
+        with secure_open(loose, "a") as fh:
             fh.write("new")
-        assert sec.file_mode(loose) == 0o600 and loose.read_text() == "oldnew"
+        assert file_mode(loose) == 0o600 and loose.read_text() == "oldnew"
     finally:
         os.umask(old)
     assert not list(tmp_path.rglob("*.tmp"))
@@ -43,78 +47,78 @@ def test_files_and_dirs_are_owner_only_whatever_the_umask(tmp_path, umask):
 
 def test_existing_directories_keep_their_mode(tmp_path):
     os.chmod(tmp_path, 0o755)
-    sec.secure_mkdir(tmp_path / "new")
-    assert sec.file_mode(tmp_path) == 0o755
-    assert sec.file_mode(tmp_path / "new") == 0o700
+    secure_mkdir(tmp_path / "new")
+    assert file_mode(tmp_path) == 0o755
+    assert file_mode(tmp_path / "new") == 0o700
 
 
 def test_cipher_lines_roundtrip_and_are_opaque(monkeypatch, tmp_path):
-    key = sec.generate_key()
-    monkeypatch.setenv(sec.KEY_ENV, key)
-    cipher = sec.AtRestCipher.from_env()
+    key = generate_key()
+    monkeypatch.setenv(KEY_ENV, key)
+    cipher = AtRestCipher.from_env()
     assert cipher is not None
     line = json.dumps({"prompt": "how do I make a pipe bomb", "label": None})
     enc = cipher.encrypt_line(line)
-    assert enc.startswith(sec.LINE_PREFIX) and "\n" not in enc and "pipe" not in enc
-    assert sec.is_encrypted_line(enc) and not sec.is_encrypted_line(line)
+    assert enc.startswith(LINE_PREFIX) and "\n" not in enc and "pipe" not in enc
+    assert is_encrypted_line(enc) and not is_encrypted_line(line)
     assert cipher.decrypt_line(enc) == line
     # the JSONL pair: writer encrypts, reader decrypts with the env key transparently
     path = tmp_path / "preds.jsonl"
-    with sec.open_jsonl_writer(path, cipher=cipher) as w:
+    with open_jsonl_writer(path, cipher=cipher) as w:
         w.write({"id": "1", "prompt": "secret harmful text"})
         w.write({"id": "2", "prompt": "more"})
     raw = path.read_text()
     assert "secret" not in raw and raw.count("\n") == 2
-    assert [r["id"] for r in sec.iter_jsonl(path)] == ["1", "2"]
-    assert sec.file_mode(path) == 0o600
+    assert [r["id"] for r in iter_jsonl(path)] == ["1", "2"]
+    assert file_mode(path) == 0o600
 
 
 def test_missing_or_wrong_key_is_a_clear_error(monkeypatch, tmp_path):
-    cipher = sec.AtRestCipher(sec.generate_key())
+    cipher = AtRestCipher(generate_key())
     path = tmp_path / "pool.jsonl"
-    with sec.open_jsonl_writer(path, cipher=cipher) as w:
+    with open_jsonl_writer(path, cipher=cipher) as w:
         w.write({"id": "1"})
-    with pytest.raises(sec.EncryptionKeyError, match=r"pool.jsonl, line 1: line is encrypted; set GUARDMATCH_ENCRYPTION_KEY"):
-        list(sec.iter_jsonl(path))
-    monkeypatch.setenv(sec.KEY_ENV, sec.generate_key())
-    with pytest.raises(sec.EncryptionKeyError, match="wrong GUARDMATCH_ENCRYPTION_KEY"):
-        list(sec.iter_jsonl(path))
-    monkeypatch.setenv(sec.KEY_ENV, "not-a-key")
-    with pytest.raises(sec.EncryptionKeyError, match="not a valid key"):
-        sec.AtRestCipher.from_env()
+    with pytest.raises(EncryptionKeyError, match=r"pool.jsonl, line 1: line is encrypted; set GUARDMATCH_ENCRYPTION_KEY"):
+        list(iter_jsonl(path))
+    monkeypatch.setenv(KEY_ENV, generate_key())
+    with pytest.raises(EncryptionKeyError, match="wrong GUARDMATCH_ENCRYPTION_KEY"):
+        list(iter_jsonl(path))
+    monkeypatch.setenv(KEY_ENV, "not-a-key")
+    with pytest.raises(EncryptionKeyError, match="not a valid key"):
+        AtRestCipher.from_env()
 
 
 def test_key_rotation_and_blobs(monkeypatch, tmp_path):
-    old, new = sec.generate_key(), sec.generate_key()
-    token = sec.AtRestCipher(old).encrypt_line("hello")
-    rotated = sec.AtRestCipher(f"{new},{old}")
+    old, new = generate_key(), generate_key()
+    token = AtRestCipher(old).encrypt_line("hello")
+    rotated = AtRestCipher(f"{new},{old}")
     assert rotated.decrypt_line(token) == "hello"
-    assert sec.AtRestCipher(new).decrypt_line(rotated.encrypt_line("x")) == "x"
-    path = sec.write_secure_bytes(tmp_path / "review.json", b'{"a": 1}', cipher=rotated)
-    assert path.read_bytes().startswith(sec.BLOB_MAGIC)
-    with pytest.raises(sec.EncryptionKeyError, match="file is encrypted"):
-        sec.read_secure_bytes(path)
-    monkeypatch.setenv(sec.KEY_ENV, new)
-    assert sec.read_secure_bytes(path) == b'{"a": 1}'
-    assert sec.AtRestCipher.from_env().key_id == sec.AtRestCipher(new).key_id != sec.AtRestCipher(old).key_id
+    assert AtRestCipher(new).decrypt_line(rotated.encrypt_line("x")) == "x"
+    path = write_secure_bytes(tmp_path / "review.json", b'{"a": 1}', cipher=rotated)
+    assert path.read_bytes().startswith(BLOB_MAGIC)
+    with pytest.raises(EncryptionKeyError, match="file is encrypted"):
+        read_secure_bytes(path)
+    monkeypatch.setenv(KEY_ENV, new)
+    assert read_secure_bytes(path) == b'{"a": 1}'
+    assert AtRestCipher.from_env().key_id == AtRestCipher(new).key_id != AtRestCipher(old).key_id
 
 
 def test_audit_log_records_who_when_what_rows(tmp_path):
-    rec = sec.audit_log("export", tmp_path / "out.jsonl", 42, format="jsonl")
-    sec.audit_log("export", "other", 7)
-    log = sec.read_audit_log()
+    rec = audit_log("export", tmp_path / "out.jsonl", 42, format="jsonl")
+    audit_log("export", "other", 7)
+    log = read_audit_log()
     assert [r["rows"] for r in log] == [42, 7]
     assert log[0]["who"] == "alice" and log[0]["action"] == "export" and log[0]["format"] == "jsonl"
     assert log[0]["what"].endswith("out.jsonl") and log[0]["when"].endswith("+00:00")
     assert rec == log[0]
-    assert sec.file_mode(sec.cache_root() / "audit.jsonl") == 0o600
-    assert sec.file_mode(sec.cache_root()) == 0o700
+    assert file_mode(cache_root() / "audit.jsonl") == 0o600
+    assert file_mode(cache_root()) == 0o700
 
 
 def test_purge_removes_pool_sidecars_and_transitive_derivatives(tmp_path):
     pool = tmp_path / "pool.jsonl"
     pool.write_text('{"id": "1"}\n')
-    sec.write_secure_text(sec.manifest_path(pool), json.dumps({"pool_id": "abc123"}))
+    write_secure_text(manifest_path(pool), json.dumps({"pool_id": "abc123"}))
     emb_dir = tmp_path / "emb"
     emb_dir.mkdir()
     (emb_dir / "part0.safetensors").write_bytes(b"0" * 100)
@@ -124,25 +128,25 @@ def test_purge_removes_pool_sidecars_and_transitive_derivatives(tmp_path):
     review.write_text("r")
     unrelated = tmp_path / "other.jsonl"
     unrelated.write_text("keep")
-    sec.register_derived(pool, emb_dir, "embeddings")
-    sec.register_derived(emb_dir, preds, "predictions")  # derived from a derivative
-    sec.register_derived(preds, review, "review-db")
-    sec.register_derived(unrelated, tmp_path / "other-preds.jsonl", "predictions")
+    register_derived(pool, emb_dir, "embeddings")
+    register_derived(emb_dir, preds, "predictions")  # derived from a derivative
+    register_derived(preds, review, "review-db")
+    register_derived(unrelated, tmp_path / "other-preds.jsonl", "predictions")
     # the manifest id survives a move: registration by the moved path still matches
-    assert sec.pool_fingerprint(pool) == "pool:abc123"
-    assert {d["kind"] for d in sec.derived_from(pool)} == {"embeddings", "predictions", "review-db"}
+    assert pool_fingerprint(pool) == "pool:abc123"
+    assert {d["kind"] for d in derived_from(pool)} == {"embeddings", "predictions", "review-db"}
 
-    dry = sec.purge(pool, dry_run=True)
+    dry = purge(pool, dry_run=True)
     assert dry.dry_run and pool.exists() and len(dry.removed) == 5
-    report = sec.purge(pool)
-    for p in (pool, sec.manifest_path(pool), emb_dir, preds, review):
+    report = purge(pool)
+    for p in (pool, manifest_path(pool), emb_dir, preds, review):
         assert not p.exists()
         assert str(p) in report.removed
     assert unrelated.exists()
     assert report.bytes_freed >= 100
-    assert sec.derived_from(pool) == []
-    assert len(sec.derived_from(unrelated)) == 1
-    assert sec.read_audit_log()[-1]["action"] == "purge"
+    assert derived_from(pool) == []
+    assert len(derived_from(unrelated)) == 1
+    assert read_audit_log()[-1]["action"] == "purge"
 
 
 def _pool_file(path, prompts):
@@ -179,16 +183,16 @@ def test_purge_keeps_a_shared_view_cache_and_removes_only_the_pools_records(tmp_
     cache.register_source(b)
     only_a = tmp_path / "a-preds.jsonl"
     only_a.write_text("p\n")
-    sec.register_derived(a, only_a, "predictions")
+    register_derived(a, only_a, "predictions")
     shared_file = tmp_path / "both.bin"
     shared_file.write_text("x")
-    sec.register_derived(a, shared_file, "embeddings")
-    sec.register_derived(b, shared_file, "embeddings")
+    register_derived(a, shared_file, "embeddings")
+    register_derived(b, shared_file, "embeddings")
 
-    dry = sec.purge(a, dry_run=True)
+    dry = purge(a, dry_run=True)
     assert dry.filtered == {str(cache.path): 2} and cache.path.exists()
     assert len(list(ViewCache.open(cache.path).iter_records())) == 4  # a dry run changes nothing
-    report = sec.purge(a)
+    report = purge(a)
     assert not a.exists() and not only_a.exists() and str(only_a) in report.removed
     assert cache.path.is_dir() and str(cache.path) not in report.removed
     assert report.filtered == {str(cache.path): 2}
@@ -200,7 +204,7 @@ def test_purge_keeps_a_shared_view_cache_and_removes_only_the_pools_records(tmp_
     manifest = json.loads((cache.path / "manifest.json").read_text())
     assert manifest["counts"]["prompt"]["texts"] == 2 and manifest["packed"]["records"] == 1
     # the other pool's registry entries are intact: purging it later finds the cache again
-    assert {d["path"] for d in sec.derived_from(b)} == {str(cache.path), str(shared_file)}
-    assert sec.read_audit_log()[-1]["filtered"] == {str(cache.path): 2}
-    again = sec.purge(b)
+    assert {d["path"] for d in derived_from(b)} == {str(cache.path), str(shared_file)}
+    assert read_audit_log()[-1]["filtered"] == {str(cache.path): 2}
+    again = purge(b)
     assert not cache.path.exists() and not shared_file.exists() and str(cache.path) in again.removed

@@ -1,5 +1,8 @@
 """Semi-supervised algorithms as pure, vectorised, checkpointable classes (logits in, loss out).
 
+Formulas, defaults and the deliberate deviations from USB and the official MarginMatch code:
+``docs/ALGORITHMS.md``.
+
 >>> algo = build_algorithm("marginmatch", {"delta": 0.997}, num_classes=2, pool_size=10_000)
 >>> out = algo.step(logits_lb=..., labels_lb=..., logits_ulb_w=..., logits_ulb_s=..., ulb_ids=..., step=0)
 """
@@ -22,6 +25,7 @@ from guardmatch.algorithms.base import (
 from guardmatch.algorithms.fixmatch import FixMatch, FixMatchConfig
 from guardmatch.algorithms.marginmatch import MarginMatch, MarginMatchConfig
 from guardmatch.algorithms.masking import (
+    POLICIES,
     ConfidencePolicy,
     FixedThreshold,
     FlexMatchThreshold,
@@ -35,6 +39,7 @@ from guardmatch.algorithms.supervised import Supervised, SupervisedConfig
 __all__ = [
     "ALGORITHMS",
     "APMTable",
+    "POLICIES",
     "AlgorithmConfig",
     "ConfidencePolicy",
     "FixMatch",

@@ -27,7 +27,8 @@ class APMTable(nn.Module):
     For each visited example u (ids unique within one call), every head h and class c:
         APM_h(u)_c ← (δ/(1+t_u))·PM_h(u)_c + (1 − δ/(1+t_u))·APM_h(u)_c ;   t_u ← t_u + 1
     δ = 1 is the plain running mean; δ < 1 slightly favours history. The counter is per example,
-    not the global epoch (reference-code bug 4), so a first visit already gives APM = δ·PM.
+    not the global epoch (reference-code bug 4 in docs/ALGORITHMS.md), so a first visit already
+    gives APM = δ·PM.
     ``last_labels`` keeps each head's latest weak pseudo-label (-1 = never visited).
     """
 

@@ -28,16 +28,19 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
+from guardmatch.config import StrictModel
+from guardmatch.registry import Registry
+
 Gather = Callable[[Tensor], Tensor]
 """All-gather along dim 0 across processes (``accelerator.gather``); identity when single-process."""
 
 ConfigT = TypeVar("ConfigT", bound="AlgorithmConfig")
 
 
-class AlgorithmConfig(BaseModel):
-    """Base of the per-algorithm configs: typed, validated, unknown keys are an error."""
+class AlgorithmConfig(StrictModel):
+    """Base of the per-algorithm configs: typed, validated, unknown keys are an error, frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
 
 @dataclass
@@ -121,7 +124,7 @@ def resolve_every(configured: int | None, pool_size: int, gathered_batch: int) -
 class SSLAlgorithm(nn.Module, ABC):
     """One semi-supervised algorithm: logits in, loss and logs out, explicit checkpointable state.
 
-    Subclasses set ``name`` (by :meth:`Registry.register`), ``uses_unlabeled``, ``config_cls`` and
+    Subclasses set ``name`` (by ``@ALGORITHMS.register``), ``uses_unlabeled``, ``config_cls`` and
     implement :meth:`step`. State is registered as buffers (``nn.Module`` is used only for its
     buffer bookkeeping: ``state_dict``, ``load_state_dict``, ``.to(device)``).
     """
@@ -230,37 +233,8 @@ class SSLAlgorithm(nn.Module, ABC):
         return logits_g[:, keep], ids_g[keep], ids_g.shape[0]
 
 
-class Registry:
-    """Name -> algorithm class, filled by the ``@ALGORITHMS.register("name")`` decorator."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._items: dict[str, type[SSLAlgorithm]] = {}
-
-    def register(self, name: str) -> Callable[[type[SSLAlgorithm]], type[SSLAlgorithm]]:
-        def decorator(cls: type[SSLAlgorithm]) -> type[SSLAlgorithm]:
-            if name in self._items and self._items[name] is not cls:
-                raise ValueError(f"{self.kind} {name!r} is already registered to {self._items[name].__name__}")
-            cls.name = name
-            self._items[name] = cls
-            return cls
-
-        return decorator
-
-    def get(self, name: str) -> type[SSLAlgorithm]:
-        try:
-            return self._items[name]
-        except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}; available: {', '.join(sorted(self._items))}") from None
-
-    def names(self) -> list[str]:
-        return sorted(self._items)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._items
-
-
-ALGORITHMS = Registry("algorithm")
+ALGORITHMS: Registry[SSLAlgorithm] = Registry("algorithm", modules=("guardmatch.algorithms",))
+"""Every SSL algorithm by name (the algorithm modules register themselves when the package is imported)."""
 
 
 def get_algorithm(name: str) -> type[SSLAlgorithm]:

@@ -21,6 +21,7 @@ from guardmatch.algorithms.base import (
     supervised_loss,
 )
 from guardmatch.algorithms.masking import build_policy
+from guardmatch.errors import ConfigError
 
 
 class MarginMatchConfig(AlgorithmConfig):
@@ -81,7 +82,7 @@ class MarginMatch(SSLAlgorithm):
     Deviations from the official code (tsosea2/MarginMatch): the percentile is used as stated (the
     official code divides it by 100 twice, so its "95" is ~ the 99th); the APM of ŷ uses ŷ over the
     real classes (the official code indexes with the arg-max over C+1 outputs); γ only uses visited
-    threshold examples; the stored APM is never overwritten (bug 5 of a port).
+    threshold examples; the stored APM is never overwritten (bug 5 of a port, docs/ALGORITHMS.md).
     """
 
     config_cls = MarginMatchConfig
@@ -103,7 +104,7 @@ class MarginMatch(SSLAlgorithm):
         if self.virtual:
             self.num_threshold_examples = int(cfg.threshold_fraction * pool_size)
             if self.num_threshold_examples < 1:
-                raise ValueError(
+                raise ConfigError(
                     f"virtual_class needs threshold_fraction * pool_size >= 1, got "
                     f"{cfg.threshold_fraction} * {pool_size}"
                 )

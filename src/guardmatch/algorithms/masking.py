@@ -19,6 +19,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from guardmatch.registry import Registry
+
 PolicyName = Literal["fixed", "flexmatch", "freematch", "none"]
 
 
@@ -30,6 +32,12 @@ class ConfidencePolicy(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.num_classes = num_classes
+
+    @classmethod
+    def build(cls, *, num_classes: int, pool_size: int, threshold: float, flexmatch_warmup: bool,
+              momentum: float) -> "ConfidencePolicy":
+        """The policy from the options :func:`build_policy` takes (each policy reads the ones it needs)."""
+        return cls(num_classes)
 
     @torch.no_grad()
     def update(self, probs: Tensor, ids: Tensor) -> None:
@@ -51,6 +59,11 @@ class ConfidencePolicy(nn.Module):
         return {f"{prefix}threshold_c{c}": float(t) for c, t in enumerate(thresholds)}
 
 
+POLICIES: Registry[ConfidencePolicy] = Registry("confidence policy")
+"""Every confidence policy by name."""
+
+
+@POLICIES.register("none")
 class NoConfidenceMask(ConfidencePolicy):
     """Every pseudo-label passes (MultiMatch ablation ``threshold_algo='none'``)."""
 
@@ -60,6 +73,7 @@ class NoConfidenceMask(ConfidencePolicy):
         return torch.zeros(self.num_classes)
 
 
+@POLICIES.register("fixed")
 class FixedThreshold(ConfidencePolicy):
     """FixMatch: ``mask = 1[max q ≥ τ]``; no state."""
 
@@ -69,10 +83,15 @@ class FixedThreshold(ConfidencePolicy):
         super().__init__(num_classes)
         self.threshold = float(threshold)
 
+    @classmethod
+    def build(cls, *, num_classes: int, threshold: float, **_: object) -> "FixedThreshold":
+        return cls(num_classes, threshold)
+
     def class_thresholds(self) -> Tensor:
         return torch.full((self.num_classes,), self.threshold)
 
 
+@POLICIES.register("flexmatch")
 class FlexMatchThreshold(ConfidencePolicy):
     """FlexMatch curriculum pseudo-labelling (Zhang et al., 2021), convex mapping.
 
@@ -95,6 +114,11 @@ class FlexMatchThreshold(ConfidencePolicy):
         self.register_buffer("selected_label", torch.full((pool_size,), -1, dtype=torch.long))
         self.register_buffer("classwise_acc", torch.zeros(num_classes))
 
+    @classmethod
+    def build(cls, *, num_classes: int, pool_size: int, threshold: float, flexmatch_warmup: bool,
+              **_: object) -> "FlexMatchThreshold":
+        return cls(num_classes, pool_size, threshold, warmup=flexmatch_warmup)
+
     @torch.no_grad()
     def update(self, probs: Tensor, ids: Tensor) -> None:
         max_probs, pred = probs.max(dim=-1)
@@ -115,6 +139,7 @@ class FlexMatchThreshold(ConfidencePolicy):
         return logs
 
 
+@POLICIES.register("freematch")
 class FreeMatchSAT(ConfidencePolicy):
     """FreeMatch self-adaptive threshold (Wang et al., 2023), one instance per head.
 
@@ -122,7 +147,8 @@ class FreeMatchSAT(ConfidencePolicy):
                                              p̃  ← m p̃  + (1 − m) mean_u q(u)
     mask:  1[max q ≥ τ_t · p̃[ĉ] / max_c p̃]
     Initial τ_t = 1/C and p̃ = 1/C as in the paper (USB starts both at 1; only the early EMA
-    differs). Updated once per step: USB MultiMatch updates each head's SAT twice (known bug 3).
+    differs). Updated once per step: USB MultiMatch updates each head's SAT twice (known bug 3 in
+    docs/ALGORITHMS.md).
     """
 
     def __init__(self, num_classes: int, momentum: float = 0.999) -> None:
@@ -130,6 +156,10 @@ class FreeMatchSAT(ConfidencePolicy):
         self.momentum = float(momentum)
         self.register_buffer("tau", torch.tensor(1.0 / num_classes))
         self.register_buffer("p_tilde", torch.full((num_classes,), 1.0 / num_classes))
+
+    @classmethod
+    def build(cls, *, num_classes: int, momentum: float, **_: object) -> "FreeMatchSAT":
+        return cls(num_classes, momentum)
 
     @torch.no_grad()
     def update(self, probs: Tensor, ids: Tensor) -> None:
@@ -157,13 +187,6 @@ def build_policy(
     flexmatch_warmup: bool = True,
     momentum: float = 0.999,
 ) -> ConfidencePolicy:
-    """A confidence policy by name: ``fixed``, ``flexmatch``, ``freematch`` or ``none``."""
-    if kind == "fixed":
-        return FixedThreshold(num_classes, threshold)
-    if kind == "flexmatch":
-        return FlexMatchThreshold(num_classes, pool_size, threshold, warmup=flexmatch_warmup)
-    if kind == "freematch":
-        return FreeMatchSAT(num_classes, momentum)
-    if kind == "none":
-        return NoConfidenceMask(num_classes)
-    raise ValueError(f"unknown confidence policy {kind!r}; choose fixed, flexmatch, freematch or none")
+    """A confidence policy by name (:data:`POLICIES`: ``fixed``, ``flexmatch``, ``freematch``, ``none``)."""
+    return POLICIES.get(kind).build(num_classes=num_classes, pool_size=pool_size, threshold=threshold,
+                                    flexmatch_warmup=flexmatch_warmup, momentum=momentum)

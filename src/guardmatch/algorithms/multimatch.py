@@ -63,7 +63,7 @@ class MultiMatch(SSLAlgorithm):
         {APM_i(u)_c} ∪ {APM_j(u)_c} over S_c;  empty S_c -> γ[h][c] = 0 and continue.
     Before the first calibration every weight is 0 (supervised warm-up).
 
-    Deviations from USB (known bugs 1-4 in ALGORITHMS.md): recalibration on a step count (USB's
+    Deviations from USB (known bugs 1-4 in docs/ALGORITHMS.md): recalibration on a step count (USB's
     default ``num_recalibrate_iter=0`` crashes), an empty agreement set skips only its class (USB
     ``break``s, leaving later classes stale), each SAT updates once per step (USB: twice), APM
     smoothing by per-example visits (USB: by the global epoch).

@@ -34,8 +34,8 @@ reader) and ``llama`` (``llama-cpp-python[server]``).
 
 from guardmatch.augment.base import Augmenter, AugmenterConfig, Draft, ViewRequest
 from guardmatch.augment.cache import MissingViewsError, ViewCache, list_caches
-from guardmatch.augment.filters import FilterConfig, IntentCheckConfig, QualityFilter
-from guardmatch.augment.registry import augmenter_names, build_augmenter
+from guardmatch.augment.filters import IntentCheckConfig, QualityFilter, ViewFilterConfig
+from guardmatch.augment.registry import AUGMENTERS, build_augmenter
 from guardmatch.augment.runner import AugmentReport, augment
 
 
@@ -55,7 +55,7 @@ def __getattr__(name: str):  # heavy modules on first use only
     raise AttributeError(name)
 
 
-__all__ = ["AugmentReport", "Augmenter", "AugmenterConfig", "Draft", "EDAAugmenter", "FilterConfig",
+__all__ = ["AUGMENTERS", "AugmentReport", "Augmenter", "AugmenterConfig", "Draft", "EDAAugmenter",
            "IntentCheckConfig", "LLMBacktranslator", "LLMRewriteAugmenter", "MarianBacktranslator",
-           "MissingViewsError", "QualityFilter", "ViewCache", "ViewRequest", "augment", "augmenter_names",
+           "MissingViewsError", "QualityFilter", "ViewCache", "ViewFilterConfig", "ViewRequest", "augment",
            "build_augmenter", "list_caches"]

@@ -23,6 +23,7 @@ from guardmatch.augment.backends.models import file_identity
 from guardmatch.augment.base import Augmenter, AugmenterConfig, Draft, ViewRequest
 from guardmatch.augment.postprocess import clean_output
 from guardmatch.augment.prompts import PromptTemplate, load_prompt
+from guardmatch.augment.registry import AUGMENTERS
 from guardmatch.data.example import Task
 
 LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "ru": "Russian", "ro": "Romanian",
@@ -89,11 +90,11 @@ class MarianBacktranslationConfig(AugmenterConfig):
     threads: int = Field(2, ge=1)
 
 
+@AUGMENTERS.register("backtranslation")
 class MarianBacktranslator(Augmenter, _PivotMixin):
     """English -> pivot -> English with a pair of MarianMT models per pivot."""
 
-    name = "backtranslation"
-    config_class = MarianBacktranslationConfig
+    config_cls = MarianBacktranslationConfig
     config: MarianBacktranslationConfig
 
     def __init__(self, config: MarianBacktranslationConfig | None = None, **overrides: Any):
@@ -164,7 +165,8 @@ class MarianBacktranslator(Augmenter, _PivotMixin):
             back = self.translate(mid, pivot, "en", seed + 1)
             for i, m, b in zip(idx, mid, back):
                 meta = {"pivot": pivot, "engine": "marian", "pivot_text": m}
-                drafts[i] = Draft(prompt=b, metadata=meta) if requests[i].task is Task.PROMPT else Draft(response=b, metadata=meta)
+                is_prompt = requests[i].task is Task.PROMPT
+                drafts[i] = Draft(prompt=b, metadata=meta) if is_prompt else Draft(response=b, metadata=meta)
         return drafts  # type: ignore[return-value]
 
     def close(self) -> None:
@@ -186,11 +188,11 @@ class LLMBacktranslationConfig(AugmenterConfig):
     length_factor: float = Field(2.0, gt=0, description="max new tokens = factor x source tokens + 32 (capped)")
 
 
+@AUGMENTERS.register("llm-backtranslation")
 class LLMBacktranslator(Augmenter, _PivotMixin):
     """English -> pivot -> English by prompting an instruct LLM to translate."""
 
-    name = "llm-backtranslation"
-    config_class = LLMBacktranslationConfig
+    config_cls = LLMBacktranslationConfig
     config: LLMBacktranslationConfig
 
     def __init__(self, config: LLMBacktranslationConfig | None = None, backend: ChatBackend | None = None,
@@ -234,7 +236,7 @@ class LLMBacktranslator(Augmenter, _PivotMixin):
             ok = [j for j, (_, err, _) in enumerate(mid) if err is None and mid[j][0].strip()]
             back = dict(zip(ok, self._translate([mid[j][0] for j in ok], pivot, "en", [seeds[j] + 1 for j in ok])))
             for j, i in enumerate(idx):
-                meta = {"pivot": pivot, "engine": "llm", "backend": self.backend.kind,
+                meta = {"pivot": pivot, "engine": "llm", "backend": self.backend.name,
                         "model": self.backend.config.model, "pivot_text": mid[j][0], "pivot_finish": mid[j][2]}
                 if j not in back:  # the first leg failed or came back empty
                     if mid[j][1]:

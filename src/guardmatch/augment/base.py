@@ -14,19 +14,21 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from guardmatch.augment.window import SourceWindow
+from guardmatch.config import StrictModel
 from guardmatch.data.example import Example, Task
+from guardmatch.errors import ConfigError
 
 CACHE_FORMAT_VERSION = 1
 """Bumped when a change would make old cached views wrong for the same config."""
 
 
-class AugmenterConfig(BaseModel):
+class AugmenterConfig(StrictModel):
     """Base of every augmenter config: strict, JSON-serialisable, part of the fingerprint."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(protected_namespaces=())
 
     seed: int = 0
     window: SourceWindow | None = Field(None, description=(
@@ -91,15 +93,16 @@ def make_view(source: Example, task: Task, prompt: str | None, response: str | N
 
 
 class Augmenter(ABC):
-    """Base class: subclasses set ``name`` and ``config_class`` and implement :meth:`generate`."""
+    """Base class: subclasses set ``config_cls`` and implement :meth:`generate`; ``name`` is set by
+    ``@AUGMENTERS.register`` (:mod:`guardmatch.augment.registry`)."""
 
     name: ClassVar[str]
-    config_class: ClassVar[type[AugmenterConfig]] = AugmenterConfig
+    config_cls: ClassVar[type[AugmenterConfig]] = AugmenterConfig
     tasks: ClassVar[tuple[Task, ...]] = (Task.PROMPT, Task.RESPONSE)
 
     def __init__(self, config: AugmenterConfig | None = None, **overrides: Any):
         if config is None:
-            config = self.config_class(**overrides)
+            config = self.config_cls(**overrides)
         elif overrides:
             config = config.model_copy(update=overrides)
         self.config = config
@@ -144,7 +147,7 @@ class Augmenter(ABC):
     # ---- work -----------------------------------------------------------------------------
     def check_task(self, task: Task) -> None:
         if task not in self.tasks:
-            raise ValueError(f"augmenter {self.name!r} supports tasks {[t.value for t in self.tasks]}, not {task.value}")
+            raise ConfigError(f"augmenter {self.name!r} supports tasks {[t.value for t in self.tasks]}, not {task.value}")
 
     def prepare(self) -> None:
         """Load models (called once before generating). Override in model-backed augmenters."""

@@ -43,11 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Sequence
 
+from guardmatch.augment.base import make_view
+from guardmatch.data.example import Example, Task, distinct_texts
+from guardmatch.errors import ConfigError, GuardmatchError
 from guardmatch.storage.crypto import AtRestCipher, EncryptionKeyError, decode_line, encode_line
 from guardmatch.storage.files import cache_root, read_secure_bytes, secure_mkdir, secure_open, write_secure_text
 from guardmatch.storage.lineage import register_derived
-from guardmatch.augment.base import make_view
-from guardmatch.data.example import Example, Task, distinct_texts
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
@@ -77,7 +78,7 @@ def _view_bases(root: str | os.PathLike | None) -> list[Path]:
     return bases
 
 
-class MissingViewsError(LookupError):
+class MissingViewsError(GuardmatchError, LookupError):
     """Some examples have no accepted view in the cache; the message says how to fill them.
 
     ``ungenerated``: never attempted (run the command); ``rejected``: every attempt was rejected
@@ -99,7 +100,7 @@ class MissingViewsError(LookupError):
         super().__init__("\n".join(lines))
 
 
-class CacheLockedError(RuntimeError):
+class CacheLockedError(GuardmatchError, RuntimeError):
     """Another process is writing to the same cache."""
 
 
@@ -268,7 +269,7 @@ class ViewCache:
                 candidates = [p for p in candidates if fingerprint.startswith(p.name.rsplit("-", 1)[1])
                               or p.name.rsplit("-", 1)[1].startswith(fingerprint[:12])]
             if len(candidates) > 1:
-                raise ValueError(
+                raise ConfigError(
                     f"{len(candidates)} caches of augmenter {str(name_or_path)!r} under {base} "
                     f"({', '.join(p.name for p in candidates)}): pass the directory name or path"
                 )

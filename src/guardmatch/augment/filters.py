@@ -27,10 +27,12 @@ from functools import lru_cache
 from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from guardmatch.augment.base import Draft, ViewRequest
+from guardmatch.config import StrictModel
 from guardmatch.data.example import Task
+from guardmatch.errors import ConfigError
 
 REASONS = ("error", "empty", "refusal", "echo", "length", "language", "intent")
 
@@ -39,8 +41,9 @@ class ReferenceClassifier(Protocol):
     def score(self, prompts: list[str], responses: list[str] | None = None) -> np.ndarray: ...
 
 
-class IntentCheckConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class IntentCheckConfig(StrictModel):
+    """Does a view keep its source's intent (harmful stays harmful)? By embedding similarity and/or a
+    reference classifier."""
 
     mode: Literal["none", "embedding", "classifier", "either", "both"] = "embedding"
     embedding_model: str = Field("minilm", description="sentence-transformers model: alias, path or Hub id")
@@ -51,10 +54,9 @@ class IntentCheckConfig(BaseModel):
     classifier: str | None = Field(None, description="name/path of the reference classifier (fingerprint only)")
 
 
-class FilterConfig(BaseModel):
-    """Which checks run, and their bounds. Part of the cache fingerprint."""
-
-    model_config = ConfigDict(extra="forbid")
+class ViewFilterConfig(StrictModel):
+    """Quality checks on generated strong views (length, echo, language, refusal, intent): which run,
+    and their bounds. Part of the cache fingerprint. (Ingest's record filters: ``IngestFilterConfig``.)"""
 
     enabled: bool = True
     min_chars: int = Field(3, ge=0)
@@ -138,14 +140,14 @@ def embedding_similarity(a: Sequence[str], b: Sequence[str], model: str = "minil
 
 
 class QualityFilter:
-    """Applies :class:`FilterConfig` to a batch of drafts; returns one reason (or None) per draft."""
+    """Applies :class:`ViewFilterConfig` to a batch of drafts; returns one reason (or None) per draft."""
 
-    def __init__(self, config: FilterConfig | None = None, classifier: ReferenceClassifier | None = None):
-        self.config = config or FilterConfig()
+    def __init__(self, config: ViewFilterConfig | None = None, classifier: ReferenceClassifier | None = None):
+        self.config = config or ViewFilterConfig()
         self.classifier = classifier
         mode = self.config.intent.mode
         if self.config.enabled and mode in ("classifier", "either", "both") and classifier is None:
-            raise ValueError(f"intent check mode {mode!r} needs a reference classifier (score)")
+            raise ConfigError(f"intent check mode {mode!r} needs a reference classifier (score)")
 
     def describe(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json")

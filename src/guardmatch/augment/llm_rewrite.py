@@ -18,6 +18,7 @@ from guardmatch.augment.backends import BackendConfig, ChatBackend, GenerationPa
 from guardmatch.augment.base import Augmenter, AugmenterConfig, Draft, ViewRequest
 from guardmatch.augment.postprocess import clean_output
 from guardmatch.augment.prompts import PromptTemplate, load_prompt
+from guardmatch.augment.registry import AUGMENTERS
 from guardmatch.data.example import HARMFUL, Task
 
 
@@ -37,11 +38,11 @@ class LLMRewriteConfig(AugmenterConfig):
     length_factor: float = Field(1.5, gt=0, description="max new tokens = factor x source tokens + 32 (capped)")
 
 
+@AUGMENTERS.register("llm-rewrite")
 class LLMRewriteAugmenter(Augmenter):
     """Rewrite each text with a chat LLM; one view per request, seeded per (text, view, attempt)."""
 
-    name = "llm-rewrite"
-    config_class = LLMRewriteConfig
+    config_cls = LLMRewriteConfig
     config: LLMRewriteConfig
 
     def __init__(self, config: LLMRewriteConfig | None = None, backend: ChatBackend | None = None, **overrides: Any):
@@ -97,7 +98,7 @@ class LLMRewriteAugmenter(Augmenter):
                 params.append(self._params(ex.response or "", req.seed + 1))
                 where.append((i, "response", name))
         gens = self.backend.chat(convs, params)
-        drafts = [Draft(metadata={"backend": self.backend.kind, "model": self.backend.config.model})
+        drafts = [Draft(metadata={"backend": self.backend.name, "model": self.backend.config.model})
                   for _ in requests]
         for (i, field, name), gen in zip(where, gens):
             d = drafts[i]

@@ -7,25 +7,23 @@ input, builds augmenter and filters, and runs :func:`guardmatch.augment.runner.a
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, ValidationError, model_validator
 from rich.console import Console
 
 from guardmatch.augment.base import Augmenter
-from guardmatch.augment.filters import FilterConfig, QualityFilter, ReferenceClassifier
+from guardmatch.augment.filters import QualityFilter, ReferenceClassifier, ViewFilterConfig
 from guardmatch.augment.inputs import load_inputs, sample_examples
-from guardmatch.augment.registry import build_augmenter
+from guardmatch.augment.registry import AUGMENTERS, build_augmenter
 from guardmatch.augment.runner import AugmentReport, augment
+from guardmatch.config import StrictModel, validation_problems
 from guardmatch.data.example import Task
+from guardmatch.data.validation import DataError
 
 
-class AugmentSettings(BaseModel):
+class AugmentSettings(StrictModel):
     """Everything one ``guardmatch augment`` run needs (loadable from YAML)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     augmenter: str = "eda"
     input: str
@@ -40,8 +38,20 @@ class AugmentSettings(BaseModel):
     max_attempts: int = Field(2, ge=1)
     time_limit_s: float | None = Field(None, gt=0)
     augmenter_config: dict[str, Any] = Field(default_factory=dict)
-    filters: FilterConfig = Field(default_factory=FilterConfig)
+    filters: ViewFilterConfig = Field(default_factory=ViewFilterConfig)
     classifier: str | None = Field(None, description="reference classifier directory for the intent check")
+
+    @model_validator(mode="after")
+    def _augmenter_known(self) -> "AugmentSettings":
+        """The augmenter and its config are checked here, before any input is read."""
+        if self.augmenter not in AUGMENTERS:
+            raise ValueError(f"augmenter: unknown augmenter {self.augmenter!r}; "
+                             f"available: {', '.join(AUGMENTERS.names())}")
+        try:
+            AUGMENTERS.get(self.augmenter).config_cls.model_validate(self.augmenter_config)
+        except ValidationError as exc:
+            raise ValueError(f"augmenter_config of {self.augmenter}: {'; '.join(validation_problems(exc))}") from None
+        return self
 
     def command(self) -> str:
         """The ``guardmatch augment`` command line that reproduces (and resumes) this run."""
@@ -55,7 +65,7 @@ class AugmentSettings(BaseModel):
             parts += ["--data-dir", self.data_dir]
         for key, value in _flatten(self.augmenter_config):
             parts += ["--set", f"{key}={_yaml_scalar(value)}"]
-        default = FilterConfig().model_dump()
+        default = ViewFilterConfig().model_dump()
         for key, value in _flatten(self.filters.model_dump(mode="json")):
             if _get(default, key) != value:
                 parts += ["--filter", f"{key}={_yaml_scalar(value)}"]
@@ -95,18 +105,6 @@ def _yaml_scalar(value: Any) -> str:
     return str(value)
 
 
-def set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
-    """``set_dotted(cfg, "backend.model", "smollm2")`` on nested dicts."""
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        d = d.setdefault(part, {})
-    d[parts[-1]] = value
-
-
-def load_settings(path: str | Path) -> dict[str, Any]:
-    return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-
-
 def load_reference_classifier(path: str) -> ReferenceClassifier:
     """A saved :class:`guardmatch.model.GuardClassifier` for the classifier intent check."""
     from guardmatch.model import GuardClassifier
@@ -120,7 +118,7 @@ def run_augment(settings: AugmentSettings, *, augmenter: Augmenter | None = None
     """Load the input, build augmenter and filters, fill the cache; returns the run's report."""
     examples, files = load_inputs(settings.input, settings.task, format=settings.format, data_dir=settings.data_dir)
     if not examples:
-        raise ValueError(f"{settings.input}: no examples to augment for the {settings.task.value} task")
+        raise DataError(f"{settings.input}: no examples to augment for the {settings.task.value} task")
     examples = sample_examples(examples, settings.sample, settings.sample_seed, settings.task)
     if classifier is None and settings.classifier:
         classifier = load_reference_classifier(settings.classifier)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from guardmatch.errors import ConfigError
+
 _SECTION = re.compile(r"^###\s*(system|user|assistant)\s*$", re.MULTILINE | re.IGNORECASE)
 _FIELD = re.compile(r"\{(text|prompt|response|source_lang|target_lang)\}")
 
@@ -33,9 +35,9 @@ class PromptTemplate:
         turns = tuple((head.lower(), body.strip()) for head, body in zip(parts[1::2], parts[2::2]))
         roles = [r for r, _ in turns]
         if roles[-1] != "user":
-            raise ValueError(f"prompt template {name!r}: the last section must be '### user'")
+            raise ConfigError(f"prompt template {name!r}: the last section must be '### user'")
         if "system" in roles[1:]:
-            raise ValueError(f"prompt template {name!r}: '### system' may only come first")
+            raise ConfigError(f"prompt template {name!r}: '### system' may only come first")
         return cls(name, turns)
 
     @property

@@ -1,28 +1,18 @@
-"""Augmenters by name: ``eda``, ``backtranslation``, ``llm-backtranslation``, ``llm-rewrite``."""
+"""Augmenters by name (:data:`AUGMENTERS`): ``eda``, ``backtranslation``, ``llm-backtranslation``, ``llm-rewrite``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from guardmatch.augment.base import Augmenter
+from guardmatch.registry import Registry
 
-
-def _classes() -> dict[str, type[Augmenter]]:
-    from guardmatch.augment.backtranslation import LLMBacktranslator, MarianBacktranslator
-    from guardmatch.augment.eda import EDAAugmenter
-    from guardmatch.augment.llm_rewrite import LLMRewriteAugmenter
-
-    return {c.name: c for c in (EDAAugmenter, MarianBacktranslator, LLMBacktranslator, LLMRewriteAugmenter)}
-
-
-def augmenter_names() -> list[str]:
-    return sorted(_classes())
+AUGMENTERS: Registry[Augmenter] = Registry("augmenter", modules=(
+    "guardmatch.augment.eda", "guardmatch.augment.backtranslation", "guardmatch.augment.llm_rewrite"))
+"""Every augmenter by name (its module is imported on the first lookup)."""
 
 
 def build_augmenter(name: str, config: dict[str, Any] | None = None) -> Augmenter:
     """An augmenter from its name and a (nested) config dict, validated by its pydantic config."""
-    classes = _classes()
-    if name not in classes:
-        raise ValueError(f"unknown augmenter {name!r}; known: {', '.join(sorted(classes))}")
-    cls = classes[name]
-    return cls(cls.config_class.model_validate(config or {}))
+    cls = AUGMENTERS.get(name)
+    return cls(cls.config_cls.model_validate(config or {}))

@@ -18,15 +18,14 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from guardmatch.config import StrictModel
 from guardmatch.data.example import Example, Task
 
 
-class SourceWindow(BaseModel):
+class SourceWindow(StrictModel):
     """Cut sources to ``max_length`` tokens of ``tokenizer`` (an encoder alias, path or Hub id)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     tokenizer: str = Field("minilm", description="encoder alias, directory or Hub id whose tokenizer counts")
     max_length: int = Field(128, ge=8, description="the classifier's max_length (special tokens included)")

@@ -37,7 +37,8 @@ def augment_command(
     min_similarity: Optional[float] = typer.Option(None, "--min-similarity", help="embedding-similarity floor"),
     classifier: Optional[str] = typer.Option(None, "--classifier", help="saved GuardClassifier for the intent check"),
     no_filters: bool = typer.Option(False, "--no-filters", help="accept every non-failed view"),
-    sets: Optional[list[str]] = typer.Option(None, "--set", help="augmenter config KEY=VALUE (e.g. backend.threads=1 --set backend.parallel=2)"),
+    sets: Optional[list[str]] = typer.Option(
+        None, "--set", help="augmenter config KEY=VALUE (e.g. backend.threads=1 --set backend.parallel=2)"),
     filter_sets: Optional[list[str]] = typer.Option(None, "--filter", help="filter config KEY=VALUE"),
     config: Optional[str] = typer.Option(None, "--config", help="YAML with AugmentSettings fields"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1),
@@ -49,10 +50,11 @@ def augment_command(
     """Generate K strong views per text into the on-disk cache (resumable; rerun to continue)."""
     from guardmatch.augment.backends.openai_compat import ServerError
     from guardmatch.augment.cache import CacheLockedError
-    from guardmatch.augment.pipeline import AugmentSettings, load_settings, run_augment, set_dotted
+    from guardmatch.augment.pipeline import AugmentSettings, run_augment
+    from guardmatch.config import build_config, load_yaml, set_dotted
 
     with friendly_errors():
-        raw = load_settings(config) if config else {}
+        raw = load_yaml(config) if config else {}
         raw.update({"augmenter": augmenter, "input": input, "task": task, "views": views, "sample": sample,
                     "sample_seed": sample_seed, "cache_dir": cache_dir, "data_dir": data_dir,
                     "batch_size": batch_size, "max_attempts": max_attempts, "time_limit_s": time_limit,
@@ -87,7 +89,7 @@ def augment_command(
         for key, value in parse_assignments(filter_sets, "--filter").items():
             set_dotted(filt, key, value)
         raw["filters"] = filt
-        settings = AugmentSettings.model_validate(raw)
+        settings = build_config(AugmentSettings, data=raw, source=config or "command-line options")
         try:
             report = run_augment(settings, progress=not no_progress, console=console)
         except (ImportError, CacheLockedError, ServerError) as exc:

@@ -9,10 +9,10 @@ from typing import Any, Iterator
 
 import typer
 import yaml
+from pydantic import ValidationError
 from rich.console import Console
 
-from guardmatch.config import ConfigError
-from guardmatch.data.validation import DataError
+from guardmatch.errors import GuardmatchError
 
 console = Console(stderr=True)
 stdout = Console()
@@ -31,14 +31,17 @@ def parse_assignments(items: list[str] | None, what: str = "--set") -> dict[str,
 
 @contextlib.contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Turn expected failures (bad config, bad data, missing files) into one clear message, exit 2."""
+    """Turn the user's mistakes into one clear message and exit 2: a
+    :class:`~guardmatch.errors.GuardmatchError`, a config that does not validate, a file that is
+    missing or not readable. Any other exception is a bug and propagates with its traceback."""
     try:
         yield
-    except (ConfigError, DataError) as exc:
+    except (GuardmatchError, ValidationError) as exc:
         console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+    except (FileNotFoundError, PermissionError) as exc:
+        where = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        console.print(f"[bold red]error:[/] {where}")
         raise typer.Exit(2) from None
 
 
@@ -75,7 +78,7 @@ class ExchangeFormat(str, Enum):
 
 
 class AugmenterName(str, Enum):
-    """``guardmatch.augment.registry.augmenter_names()``."""
+    """``guardmatch.augment.registry.AUGMENTERS``."""
 
     eda = "eda"
     backtranslation = "backtranslation"
@@ -84,7 +87,7 @@ class AugmenterName(str, Enum):
 
 
 class LLMBackendName(str, Enum):
-    """``guardmatch.augment.backends`` kinds."""
+    """``guardmatch.augment.backends.BACKENDS``."""
 
     llama_cpp = "llama-cpp"
     transformers = "transformers"

@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from guardmatch.data.example import Task
-from guardmatch.data.loaders import DEFAULT_MAX_TEXT_CHARS, FORMATS, LoadResult
+from guardmatch.data.loaders import DEFAULT_MAX_TEXT_CHARS, LoadResult, dataset_formats
 from guardmatch.data.suites import load_source
+from guardmatch.errors import GuardmatchError
 
 data_app = typer.Typer(name="data", help="Inspect datasets: rows, labels, skipped rows and problems.",
                        no_args_is_help=True)
@@ -108,7 +109,8 @@ def _print_rich(result: LoadResult, summary: dict, console: Console) -> None:
 @data_app.command("inspect")
 def inspect(
     target: str = typer.Argument(..., help="A file (jsonl/csv/parquet[.gz]) or a dataset name (e.g. wildguardtest)."),
-    format: Optional[str] = typer.Option(None, "--format", "-f", help=f"One of {', '.join(FORMATS)} (default: detect)."),
+    format: Optional[str] = typer.Option(
+        None, "--format", "-f", help=f"One of {', '.join(dataset_formats())} (default: detect)."),
     task: Task = typer.Option(Task.PROMPT, "--task", "-t", help="Which label to read."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout (nothing else)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where named datasets are looked for."),
@@ -125,8 +127,8 @@ def inspect(
     Exit code 0 when there are no errors, 1 when there are (the report is still printed). A file
     with no label field at all is reported once as an unlabeled file, not as one error per row.
     """
-    if format is not None and format not in FORMATS:
-        raise typer.BadParameter(f"{format!r} is not one of {', '.join(FORMATS)}", param_hint="--format")
+    if format is not None and format not in dataset_formats():
+        raise typer.BadParameter(f"{format!r} is not one of {', '.join(dataset_formats())}", param_hint="--format")
     mapping = _mapping(map_)
 
     def load(require_label: bool) -> LoadResult:
@@ -137,7 +139,7 @@ def inspect(
     try:
         result = load(require_label=not unlabeled)
         unlabeled_file = None if unlabeled else _load_unlabeled_file(load, result)
-    except (FileNotFoundError, ValueError, KeyError, ImportError) as exc:
+    except (GuardmatchError, FileNotFoundError, PermissionError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     if unlabeled_file is not None:

@@ -1,6 +1,6 @@
 """``guardmatch ingest`` / ``purge`` / ``audit`` / ``keygen``: logs in, harmful text handled safely.
 
-Thin layer over :mod:`guardmatch.ingest.pipeline` and :mod:`guardmatch.security`.
+Thin layer over :mod:`guardmatch.ingest.pipeline` and :mod:`guardmatch.storage`.
 """
 
 from __future__ import annotations
@@ -70,37 +70,23 @@ def ingest_cmd(
 ) -> None:
     """Turn chat logs into an unlabeled, PII-redacted, de-duplicated pool (streamed, resumable)."""
     from guardmatch.cli.common import friendly_errors
+    from guardmatch.config import build_config
     from guardmatch.ingest.config import IngestConfig
-    from guardmatch.ingest.pipeline import IngestError, ingest
-    from guardmatch.security import EncryptionKeyError
+    from guardmatch.ingest.pipeline import ingest
 
     with friendly_errors():
-        cfg = IngestConfig.from_yaml(config) if config else IngestConfig()
-        cols, flt, dd, pii = cfg.columns, cfg.filters, cfg.dedup, cfg.pii
-        updates = {
+        overrides = {  # None: the flag was not given
             "format": fmt, "encrypt": encrypt, "max_line_bytes": max_line_bytes,
+            "columns.layout": layout, "columns.prompt": prompt_col, "columns.response": response_col,
+            "columns.id": id_col, "columns.segments": segment or None, "columns.context_turns": context_turns,
+            "columns.drop": drop or None, "columns.pseudonymize": pseudonymize or None,
+            "filters.languages": lang or None, "filters.min_chars": min_chars, "filters.max_chars": max_chars,
+            "dedup.threshold": near_threshold,
+            "dedup.exact": False if no_dedup else None, "dedup.near": False if no_dedup else None,
+            "pii.names": True if names else None, "pii.enabled": False if no_pii else None,
         }
-        cfg = cfg.model_copy(update={k: v for k, v in updates.items() if v is not None})
-        cols = cols.model_copy(update={k: v for k, v in {
-            "layout": layout, "prompt": prompt_col, "response": response_col, "id": id_col,
-            "segments": segment or None, "context_turns": context_turns, "drop": drop or None,
-            "pseudonymize": pseudonymize or None}.items() if v is not None})
-        flt = flt.model_copy(update={k: v for k, v in {
-            "languages": lang or None, "min_chars": min_chars, "max_chars": max_chars}.items() if v is not None})
-        dd = dd.model_copy(update={k: v for k, v in {"threshold": near_threshold}.items() if v is not None})
-        if no_dedup:
-            dd = dd.model_copy(update={"exact": False, "near": False})
-        if names:
-            pii = pii.model_copy(update={"names": True})
-        if no_pii:
-            pii = pii.model_copy(update={"enabled": False})
-        cfg = IngestConfig.model_validate({**cfg.model_dump(), "columns": cols.model_dump(), "filters": flt.model_dump(),
-                                           "dedup": dd.model_dump(), "pii": pii.model_dump()})
-        try:
-            report = ingest(logs, out, cfg, overwrite=overwrite, progress=not quiet)
-        except (IngestError, EncryptionKeyError) as exc:
-            console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2) from None
+        cfg = build_config(IngestConfig, config, overrides)
+        report = ingest(logs, out, cfg, overwrite=overwrite, progress=not quiet)
     if as_json:
         print_json(report.manifest)
     else:
@@ -114,7 +100,7 @@ def purge_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Delete a pool and everything derived from it (caches, embeddings, predictions, review DBs)."""
-    from guardmatch.security import purge
+    from guardmatch.storage.lineage import purge
 
     preview = purge(pool, dry_run=True)
     if not preview.removed and not preview.filtered:
@@ -150,7 +136,8 @@ def audit_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show the audit log: who exported, ingested or purged what, when, how many rows."""
-    from guardmatch.security import cache_root, read_audit_log
+    from guardmatch.storage.audit import read_audit_log
+    from guardmatch.storage.files import cache_root
 
     records = [r for r in read_audit_log() if action is None or r.get("action") == action]
     if last:
@@ -169,7 +156,7 @@ def audit_cmd(
 
 def keygen_cmd() -> None:
     """Print a new key for GUARDMATCH_ENCRYPTION_KEY (keep it in a secret store, not in the repo)."""
-    from guardmatch.security import generate_key
+    from guardmatch.storage.crypto import generate_key
 
     stdout.print(generate_key(), highlight=False)
 

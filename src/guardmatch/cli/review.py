@@ -36,12 +36,9 @@ def _default_reviewer() -> str:
 
 
 def _open(db: Path, create: bool = False, task: str | None = None):
-    from guardmatch.review.store import ReviewStore, StoreError
+    from guardmatch.review.store import ReviewStore
 
-    try:
-        return ReviewStore.open(db, create=create, task=task)
-    except StoreError as exc:
-        raise ValueError(str(exc)) from None
+    return ReviewStore.open(db, create=create, task=task)
 
 
 @review_app.command("route")
@@ -62,110 +59,24 @@ def route_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Score the store's unlabeled items with a model and queue the most useful ones for review."""
-    from guardmatch.data.loaders import load_file
-    from guardmatch.model import GuardClassifier, load_config
-    from guardmatch.review.routing import attach_apm, model_version, route, score_pool
-    from guardmatch.review.sources import config_yaml, load_run_data, resolve_source_path
-    from guardmatch.security import register_derived
+    from guardmatch.review.loop import route_store
 
-    strategy = choice_value(strategy)
-    task = choice_value(task)
-    dist = _distributed_state()
     with friendly_errors():
-        if run is None and model is None:
-            raise ValueError("give --run RUN_DIR or --model MODEL_DIR")
-        if strategy == "apm_instability" and run is None:
-            raise ValueError("apm_instability needs --run (the training state of the model)")
-        model_dir = model or (run / "model")
-        mcfg = load_config(model_dir)
-        if dist is not None and not dist.is_main:  # a scoring shard: rank 0 owns the store
-            _route_shard(dist, db, model_dir, batch_size)
-            return
-        store = _open(db, create=True, task=task or mcfg.task.value)
-        try:
-            added: dict[str, int] = {}
-            sources: list[Path] = []
-            if run is not None:
-                rd = load_run_data(run, data_dir)
-                if not rd.is_round:  # a retrain round's labels are already in the store, with provenance
-                    added["seed"] = store.add_items(rd.seed, seed=True)["added"]
-                    if store.get_meta("base_config") is None:
-                        store.set_meta("base_config", config_yaml(rd.config))
-                        store.set_meta("base_run", str(run))
-                added["pool"] = store.add_items(rd.pool)["added"]
-                src = resolve_source_path(rd.config.data.train, store.task, data_dir)
-                if src is not None:
-                    sources.append(src)
-                sources += [p for p in (resolve_source_path(e, store.task, data_dir)
-                                        for e in rd.config.data.extra_unlabeled) if p is not None]
-            if seed_file is not None:
-                added["seed_file"] = store.add_items(load_file(seed_file, task=store.task).examples, seed=True)["added"]
-                sources.append(seed_file)
-            for p in pool or []:
-                exs = load_file(p, task=store.task, require_label=False).examples
-                added[str(p)] = store.add_items([ex.unlabeled() for ex in exs])["added"]
-                sources.append(p)
-            for src in sources:
-                register_derived(src, db, kind="review_db")
-            if dist is not None:
-                dist.barrier()  # the items are in: the other ranks read them
-            candidates = _routing_candidates(store)
-            clf = GuardClassifier.from_pretrained(model_dir)
-            version = model_version(model_dir)
-            scores = score_pool(clf, candidates, store.task, batch_size=batch_size, model_version=version,
-                                progress=True)
-            if strategy == "apm_instability" or (run is not None and (run / "algorithm.safetensors").is_file()):
-                if run is None:
-                    raise ValueError("apm_instability needs --run (the training state of the model)")
-                try:
-                    attach_apm(scores, run)
-                except Exception:
-                    if strategy == "apm_instability":
-                        raise
-            routing = route(scores, pseudo_threshold, budget, strategy, rng=rng_seed)
-            rid = store.add_routing(scores, routing, budget=budget,
-                                    info={"run": str(run) if run else None, "model_dir": str(model_dir),
-                                          **scores.info})
-            summary = {"db": str(db), "routing_id": rid, "model_version": version, "strategy": strategy,
-                       "scored": len(scores), "added": added, **routing.counts(), "store": store.status()}
-        finally:
-            store.close()
+        report = route_store(db, run=run, model=model, pools=pool or [], seed_file=seed_file,
+                             strategy=choice_value(strategy), budget=budget, pseudo_threshold=pseudo_threshold,
+                             rng_seed=rng_seed, task=choice_value(task), data_dir=data_dir, batch_size=batch_size,
+                             progress=True)
+    if report is None:  # a scoring shard of a data-parallel job: rank 0 reports
+        return
+    if report.apm_unavailable:
+        console.print(f"[yellow]warning[/]: routing without APM: {report.apm_unavailable}")
     if as_json:
-        print_json(summary)
+        print_json(report.to_dict())
     else:
-        stdout.print(f"routing {rid} with {version}: scored {summary['scored']}, queued {summary['review']} "
-                     f"for review ({strategy}), pseudo-labeled {summary['pseudo']}, left {summary['untouched']}")
-        stdout.print(f"queue: {summary['store']['queue']}")
-
-
-def _distributed_state():
-    """The process group when started by torchrun / accelerate launch (pool scoring is then sharded
-    over the processes), else None."""
-    from guardmatch.distributed import group
-
-    g = group()
-    return g if g.world > 1 else None
-
-
-def _routing_candidates(store) -> list:
-    """The store's items a routing round scores (every rank must see the same list, in order)."""
-    excluded = store.routing_exclusions()
-    return [ex for ex in store.items() if ex.id not in excluded]
-
-
-def _route_shard(dist, db: Path, model_dir: Path, batch_size: int) -> None:
-    """A non-main rank of `review route`: wait for rank 0 to add the items, score its shard of the
-    same candidates (``score_pool`` merges the shards on every rank), and leave the store to rank 0."""
-    from guardmatch.model import GuardClassifier
-    from guardmatch.review.routing import score_pool
-
-    dist.barrier()
-    store = _open(db)
-    try:
-        score_pool(GuardClassifier.from_pretrained(model_dir), _routing_candidates(store), store.task,
-                   batch_size=batch_size)
-    finally:
-        store.close()
+        stdout.print(f"routing {report.routing_id} with {report.model_version}: scored {report.scored}, queued "
+                     f"{report.review} for review ({report.strategy}), pseudo-labeled {report.pseudo}, "
+                     f"left {report.untouched}")
+        stdout.print(f"queue: {report.store['queue']}")
 
 
 @review_app.command("status")
@@ -310,32 +221,17 @@ def retrain_cmd(
     threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
 ) -> None:
     """Merge reviewed labels into the seed set and train the next round (recorded in the store)."""
-    import yaml
-
-    from guardmatch.config import TrainConfig, build_config, set_dotted
-    from guardmatch.review.retrain import retrain
+    from guardmatch.config import TrainConfig, build_config
+    from guardmatch.review.retrain import base_config, retrain
 
     with friendly_errors():
         with _open(db) as store:
             overrides = parse_assignments(set_)
             if threads:
                 overrides["threads"] = threads
-            if config is not None:
-                cfg = build_config(TrainConfig, config, overrides)
-            else:
-                stored = store.get_meta("base_config")
-                if stored is None:
-                    raise ValueError(f"{db}: no base config stored (the store was not filled from a run); pass --config")
-                data = yaml.safe_load(stored)
-                for key, value in overrides.items():
-                    set_dotted(data, key, value)
-                cfg = TrainConfig.model_validate(data)
-            done = [r for r in store.rounds() if r["status"] == "done"]
-            out = output_dir or db.with_name(db.stem + "-rounds") / f"round-{len(done) + 1}"
-            start = done[-1]["model_dir"] if warm_start and done else None
-            if warm_start and start is None:
-                start = str(Path(store.get_meta("base_run")) / "model") if store.get_meta("base_run") else None
-            result = retrain(store, cfg, out, include_pseudo=include_pseudo, warm_start=start, console=console)
+            cfg = build_config(TrainConfig, config, overrides) if config is not None else base_config(store, overrides)
+            result = retrain(store, cfg, output_dir, include_pseudo=include_pseudo, warm_start=warm_start,
+                             console=console)
     stdout.print(f"round {result.round_id}: {result.labels_used['total']} labels {result.labels_used['by_provenance']}"
                  f" -> {result.model_dir} ({result.model_version})")
     if result.evaluation is not None:

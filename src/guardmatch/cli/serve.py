@@ -11,6 +11,7 @@ from typing import Iterator, Optional
 import typer
 
 from guardmatch.cli.common import console, friendly_errors, parse_assignments, print_json, stdout
+from guardmatch.errors import ConfigError
 
 API_KEY_ENV = "GUARDMATCH_API_KEY"
 
@@ -45,8 +46,11 @@ def serve(
     threads: Optional[int] = typer.Option(None, help="inference threads (torch / onnxruntime)"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
     keep_alive: float = typer.Option(75.0, help="seconds an idle keep-alive connection stays open"),
+    threshold_profile: Optional[str] = typer.Option(
+        None, help="the models' threshold profile used when a request sends no X-Guardmatch-Profile header"),
     model_name: Optional[str] = typer.Option(
-        None, "--model-name", help="model name in responses (the prompt model's, or the only model's; default: its directory name)"),
+        None, "--model-name",
+        help="model name in responses (the prompt model's, or the only model's; default: its directory name)"),
     response_model_name: Optional[str] = typer.Option(
         None, "--response-model-name", help="the response model's name in responses (default: its directory name)"),
 ) -> None:
@@ -55,14 +59,16 @@ def serve(
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
 
-        from guardmatch.serving.app import ServerConfig, serve as run_server
+        from guardmatch.serving.app import ServerConfig
+        from guardmatch.serving.app import serve as run_server
     with friendly_errors(), _needs_extra("onnx"):
         if prompt_model is None and response_model is None:
-            raise ValueError("give --prompt-model DIR (and optionally --response-model DIR)")
+            raise ConfigError("give --prompt-model DIR (and optionally --response-model DIR)")
         key = api_key_file.read_text().strip() if api_key_file else os.environ.get(API_KEY_ENV) or None
         cfg = ServerConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, max_list_length=max_list,
                            max_input_chars=max_chars, max_body_bytes=max_body_bytes, queue_limit=queue_limit,
-                           api_key=key, max_batch_tokens=max_batch_tokens, length_lanes=length_lanes)
+                           api_key=key, max_batch_tokens=max_batch_tokens, length_lanes=length_lanes,
+                           default_profile=threshold_profile)
         console.print(f"serving on http://{host}:{port} (auth: {'bearer token' if key else 'none'})")
         run_server(prompt_model, response_model, host=host, port=port, config=cfg, threads=threads,
                    log_level=log_level, keep_alive_s=keep_alive, model_name=model_name,

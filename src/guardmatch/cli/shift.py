@@ -12,6 +12,7 @@ import typer
 from guardmatch.cli.common import console, friendly_errors
 from guardmatch.cli.data import data_app
 from guardmatch.data.example import Task
+from guardmatch.errors import ConfigError
 
 
 @data_app.command("shift")
@@ -68,7 +69,7 @@ def shift(
         for t in test or []:
             sets.append(TextSet(Path(t).name, "test", load_source(t, task, **kwargs).examples))
         if not sets:
-            raise ValueError("nothing to compare with the seed: give --pool, --test or a --suite")
+            raise ConfigError("nothing to compare with the seed: give --pool, --test or a --suite")
         embedder = Embedder(task, encoder=encoder, max_length=max_length, cache_dir=cache_dir,
                             progress=sys.stderr.isatty())
         report = shift_report(TextSet(seed_name, "seed", seed_examples), sets, embedder, max_per_set=max_per_set,

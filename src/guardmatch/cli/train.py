@@ -10,6 +10,7 @@ import typer
 
 from guardmatch.cli.common import console, friendly_errors, parse_assignments, print_json, stdout
 from guardmatch.data.example import Task
+from guardmatch.errors import ConfigError
 
 
 def train(
@@ -102,7 +103,7 @@ def evaluate(
         slices = None
         if by:
             if input_file is None:
-                raise ValueError("--by needs --input FILE whose metadata holds the segment field")
+                raise ConfigError("--by needs --input FILE whose metadata holds the segment field")
             from guardmatch.evaluation.slices import metrics_by_segment
 
             examples = sets[input_file.name]
@@ -146,15 +147,17 @@ def predict(
     batch_size: int = typer.Option(64, help="inference batch size"),
     chunk: int = typer.Option(1024, help="rows scored and written per chunk"),
     threshold: Optional[float] = typer.Option(None, help="override the model's threshold"),
+    profile: Optional[str] = typer.Option(None, help="use the model's named threshold profile (see `guardmatch "
+                                          "profiles list`)"),
 ) -> None:
-    """Score a file: one JSON line per row, {"id", "p_harmful", "flagged", "threshold", "model"}
+    """Score a file: one JSON line per row, {"id", "p_harmful", "flagged", "threshold", "profile", "model"}
     (flagged = p_harmful >= threshold). Resumable: rows already in --out are skipped."""
     from guardmatch.serving.batch import predict_file
 
     with friendly_errors():
         mapping = {k: str(v) for k, v in parse_assignments(column, "--column").items()} if column else None
         stats = predict_file(model_dir, input_file, out, format=input_format, column_mapping=mapping,
-                             batch_size=batch_size, chunk_size=chunk, threshold=threshold)
+                             batch_size=batch_size, chunk_size=chunk, threshold=threshold, profile=profile)
     console.print(json.dumps(stats))
 
 

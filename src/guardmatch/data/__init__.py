@@ -15,9 +15,9 @@ from guardmatch.data.example import (
 )
 from guardmatch.data.loaders import (
     DEFAULT_MAX_TEXT_CHARS,
-    FORMATS,
     LoadResult,
     MissingExtraError,
+    dataset_formats,
     detect_dataset_format,
     load_file,
     load_hub,
@@ -45,7 +45,7 @@ from guardmatch.data.validation import DataError, LoadReport, Problem
 __all__ = [
     "HARMFUL", "LABEL_NAMES", "UNHARMFUL", "Example", "Task", "UnknownLabelError", "labels_of", "parse_label",
     "split_inputs", "text_hash",
-    "DEFAULT_MAX_TEXT_CHARS", "FORMATS", "LoadResult", "MissingExtraError", "detect_dataset_format", "load_file",
+    "DEFAULT_MAX_TEXT_CHARS", "dataset_formats", "LoadResult", "MissingExtraError", "detect_dataset_format", "load_file",
     "load_hub", "load_rows", "merge_results", "save_jsonl",
     "check_overlap", "normalize_text", "overlap_key", "remove_overlap",
     "Split", "SplitError", "SplitManifest", "allocate", "make_split",

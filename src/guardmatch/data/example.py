@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Iterable, Sequence
 
+from guardmatch.errors import GuardmatchError
+
 UNHARMFUL = 0
 HARMFUL = 1
 LABEL_NAMES: tuple[str, str] = ("unharmful", "harmful")
@@ -33,7 +35,7 @@ class Task(str, Enum):
     RESPONSE = "response"
 
 
-class UnknownLabelError(ValueError):
+class UnknownLabelError(GuardmatchError, ValueError):
     """A label value that is neither a known spelling of harmful/unharmful nor null."""
 
 

@@ -32,7 +32,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Literal, Mapping, Sequence
 
 from guardmatch.data.example import (
     LABEL_NAMES,
@@ -42,13 +42,14 @@ from guardmatch.data.example import (
     is_null,
     parse_label,
 )
+from guardmatch.data.records import MAX_LINE_BYTES, Record, chunks, file_stem, read_header, read_records
 from guardmatch.data.validation import DataError, LoadReport, Problem, unreadable_field
-from guardmatch.storage.records import MAX_LINE_BYTES, Record, chunks, file_stem, read_header, read_records
+from guardmatch.errors import ConfigError, GuardmatchError, UnknownNameError
+from guardmatch.registry import Registry
 
 DEFAULT_MAX_TEXT_CHARS = 1_000_000
 """Default limit on prompt+response length; longer rows are errors (``max_text_chars=None`` = off)."""
 
-FORMATS = ("wildguardmix", "oaimod", "xstest_prompts", "aegis2", "normalized", "generic")
 Errors = Literal["raise", "skip"]
 OAIMOD_FLAGS = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
 TARGET_FIELDS = ("id", "prompt", "response", "label", "source", "metadata")
@@ -114,7 +115,7 @@ def _preview(ex: Example, max_chars: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# Rows: files through the records layer (guardmatch.storage.records), in-memory rows here
+# Rows: files through the records layer (guardmatch.data.records), in-memory rows here
 # --------------------------------------------------------------------------------------------
 
 
@@ -144,7 +145,7 @@ def _existing(path: str | Path) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-class _RowIssue(Exception):
+class RowIssue(Exception):
     """A problem with one row, raised by an adapter (``reason`` is the report's skip key)."""
 
     def __init__(self, field: str | None, reason: str, detail: str = "", severity: str = "error"):
@@ -156,7 +157,7 @@ class _RowIssue(Exception):
 
 
 @dataclass
-class _Fields:
+class RowFields:
     """What an adapter extracts from a row before the shared checks."""
 
     id: str
@@ -169,23 +170,35 @@ class _Fields:
     label_is_response: bool = False  # normalized rows with a response carry a response label
 
 
-class _Adapter:
-    name = ""
-    tasks: frozenset[Task] = frozenset({Task.PROMPT, Task.RESPONSE})
+DATASET_FORMATS: Registry[DatasetFormat] = Registry("dataset format")
+"""The formats :func:`load_file` reads by name (``generic`` is ``normalized`` after a column mapping)."""
+
+
+class DatasetFormat:
+    """One upstream schema: which columns it needs, whether a header matches it, and how a row maps.
+
+    Register a subclass with ``@DATASET_FORMATS.register("name")``; ``detect_priority`` orders
+    auto-detection (lower is tried first: more specific schemas before general ones).
+    """
+
+    name: ClassVar[str] = ""
+    tasks: ClassVar[frozenset[Task]] = frozenset({Task.PROMPT, Task.RESPONSE})
+    detect_priority: ClassVar[int] = 50
 
     def required(self, task: Task, require_label: bool) -> list[str]:
+        """The columns a file must have for ``task``."""
         raise NotImplementedError
 
     def matches(self, columns: set[str]) -> bool:
         raise NotImplementedError
 
-    def fields(self, row: dict[str, Any], index: int, task: Task, source: str) -> _Fields:
+    def fields(self, row: dict[str, Any], index: int, task: Task, source: str) -> RowFields:
         raise NotImplementedError
 
 
 def _need(row: dict[str, Any], column: str) -> Any:
     if column not in row:
-        raise _RowIssue(column, "missing column", f"the row has no {column!r} field")
+        raise RowIssue(column, "missing column", f"the row has no {column!r} field")
     return row[column]
 
 
@@ -200,8 +213,9 @@ def _scalar_metadata(row: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]
     return out
 
 
-class _WildGuardMix(_Adapter):
-    name = "wildguardmix"
+@DATASET_FORMATS.register("wildguardmix")
+class _WildGuardMix(DatasetFormat):
+    detect_priority = 10
     _meta = ("adversarial", "subcategory", "prompt_harm_label", "response_harm_label", "response_refusal_label",
              "prompt_harm_agreement", "response_harm_agreement", "response_refusal_agreement")
 
@@ -215,7 +229,7 @@ class _WildGuardMix(_Adapter):
     def fields(self, row, index, task, source):
         label_field = "prompt_harm_label" if task is Task.PROMPT else "response_harm_label"
         meta = _scalar_metadata(row, (k for k in self._meta if k in row and k != label_field))
-        return _Fields(
+        return RowFields(
             id=f"{source}-{index}",
             prompt=_need(row, "prompt"),
             response=_need(row, "response") if task is Task.RESPONSE else None,
@@ -226,8 +240,9 @@ class _WildGuardMix(_Adapter):
         )
 
 
-class _Aegis2(_Adapter):
-    name = "aegis2"
+@DATASET_FORMATS.register("aegis2")
+class _Aegis2(DatasetFormat):
+    detect_priority = 20
     _meta = ("violated_categories", "prompt_label_source", "response_label_source", "reconstruction_id_if_redacted")
 
     def required(self, task, require_label):
@@ -242,12 +257,12 @@ class _Aegis2(_Adapter):
         prompt = _need(row, "prompt")
         if isinstance(prompt, str) and prompt.strip() == "REDACTED":
             # Aegis 2.0 withholds some prompts (recoverable via reconstruction_id_if_redacted).
-            raise _RowIssue("prompt", "redacted prompt", "the upstream row withholds its prompt", "skipped")
+            raise RowIssue("prompt", "redacted prompt", "the upstream row withholds its prompt", "skipped")
         raw_id = row.get("id")
         meta = _scalar_metadata(row, (k for k in self._meta if k in row))
         if task is Task.RESPONSE and "prompt_label" in row:
             meta["prompt_label"] = row.get("prompt_label")
-        return _Fields(
+        return RowFields(
             id=f"{source}-{raw_id}" if not is_null(raw_id) else f"{source}-{index}",
             prompt=prompt,
             response=_need(row, "response") if task is Task.RESPONSE else None,
@@ -258,8 +273,9 @@ class _Aegis2(_Adapter):
         )
 
 
-class _OaiMod(_Adapter):
-    name = "oaimod"
+@DATASET_FORMATS.register("oaimod")
+class _OaiMod(DatasetFormat):
+    detect_priority = 30
     tasks = frozenset({Task.PROMPT})
 
     def required(self, task, require_label):
@@ -279,10 +295,10 @@ class _OaiMod(_Adapter):
             if isinstance(value, str) and value.strip() in ("0", "1"):
                 value = int(value.strip())
             if not isinstance(value, (int, float)) or value not in (0, 1):
-                raise _RowIssue(flag, "unknown label", f"category flag {flag!r} is {value!r} (expected 0 or 1)")
+                raise RowIssue(flag, "unknown label", f"category flag {flag!r} is {value!r} (expected 0 or 1)")
             annotated[flag] = int(value)
         label = None if not annotated else int(any(annotated.values()))
-        return _Fields(
+        return RowFields(
             id=f"{source}-{index}",
             prompt=_need(row, "prompt"),
             response=None,
@@ -293,8 +309,9 @@ class _OaiMod(_Adapter):
         )
 
 
-class _XSTestPrompts(_Adapter):
-    name = "xstest_prompts"
+@DATASET_FORMATS.register("xstest_prompts")
+class _XSTestPrompts(DatasetFormat):
+    detect_priority = 40
     tasks = frozenset({Task.PROMPT})
     _columns = ("id", "prompt", "type", "label", "focus", "note")
 
@@ -307,9 +324,9 @@ class _XSTestPrompts(_Adapter):
     def fields(self, row, index, task, source):
         raw_id = _need(row, "id")
         if is_null(raw_id):
-            raise _RowIssue("id", "missing id", "the id is empty")
+            raise RowIssue("id", "missing id", "the id is empty")
         meta = {k: (row.get(k) or None) for k in ("type", "focus", "note") if k in row}
-        return _Fields(
+        return RowFields(
             id=f"{source}-{str(raw_id).strip()}",
             prompt=_need(row, "prompt"),
             response=None,
@@ -320,8 +337,9 @@ class _XSTestPrompts(_Adapter):
         )
 
 
-class _Normalized(_Adapter):
-    name = "normalized"
+@DATASET_FORMATS.register("normalized")
+class _Normalized(DatasetFormat):
+    detect_priority = 90
 
     def required(self, task, require_label):
         return ["prompt"] + (["response"] if task is Task.RESPONSE else []) + (["label"] if require_label else [])
@@ -339,14 +357,14 @@ class _Normalized(_Adapter):
             try:
                 metadata = json.loads(metadata)
             except json.JSONDecodeError:
-                raise _RowIssue("metadata", "bad type", "metadata is a string but not a JSON object") from None
+                raise RowIssue("metadata", "bad type", "metadata is a string but not a JSON object") from None
         if not isinstance(metadata, dict):
-            raise _RowIssue("metadata", "bad type", f"metadata must be an object, got {type(metadata).__name__}")
+            raise RowIssue("metadata", "bad type", f"metadata must be an object, got {type(metadata).__name__}")
         for key, value in row.items():
             if key not in TARGET_FIELDS and isinstance(value, (str, int, float, bool)):
                 metadata.setdefault(key, value)
         response = row.get("response")
-        return _Fields(
+        return RowFields(
             id=str(raw_id).strip() if not is_null(raw_id) else f"{source}-{index}",
             prompt=_need(row, "prompt"),
             response=response,
@@ -358,17 +376,16 @@ class _Normalized(_Adapter):
         )
 
 
-_ADAPTERS: dict[str, _Adapter] = {
-    a.name: a for a in (_WildGuardMix(), _Aegis2(), _OaiMod(), _XSTestPrompts(), _Normalized())
-}
-_DETECTION_ORDER = ("wildguardmix", "aegis2", "oaimod", "xstest_prompts", "normalized")
+def dataset_formats() -> tuple[str, ...]:
+    """Every ``format=`` value: the registered formats and ``generic``."""
+    return (*DATASET_FORMATS.names(), "generic")
 
 
 def detect_dataset_format(columns: Iterable[str]) -> str | None:
     """The format whose schema the column names match (after any column mapping), or None."""
     cols = set(columns)
-    for name in _DETECTION_ORDER:
-        if _ADAPTERS[name].matches(cols):
+    for name in sorted(DATASET_FORMATS.names(), key=lambda n: DATASET_FORMATS.get(n).detect_priority):
+        if DATASET_FORMATS.get(name)().matches(cols):
             return name
     return None
 
@@ -382,7 +399,7 @@ def _check_mapping(column_mapping: Mapping[str, str] | None) -> dict[str, str]:
     mapping = dict(column_mapping or {})
     bad = {k: v for k, v in mapping.items() if v not in TARGET_FIELDS}
     if bad:
-        raise ValueError(f"column_mapping targets must be one of {TARGET_FIELDS}; got {bad}")
+        raise ConfigError(f"column_mapping targets must be one of {TARGET_FIELDS}; got {bad}")
     return mapping
 
 
@@ -409,14 +426,14 @@ def _map_label(value: Any, label_mapping: Mapping[Any, Any] | None) -> Any:
 
 def _text(value: Any, field_name: str, what: str) -> str:
     if not isinstance(value, str):
-        raise _RowIssue(field_name, "bad type", f"{what} must be a string, got {type(value).__name__}")
+        raise RowIssue(field_name, "bad type", f"{what} must be a string, got {type(value).__name__}")
     if not value.strip():
-        raise _RowIssue(field_name, "empty text", f"the {what} is empty")
+        raise RowIssue(field_name, "empty text", f"the {what} is empty")
     return value
 
 
 def _check_row(
-    f: _Fields,
+    f: RowFields,
     row: dict[str, Any],
     fmt: str,
     task: Task,
@@ -426,25 +443,25 @@ def _check_row(
 ) -> tuple[str, str | None, int | None] | None:
     """The shared checks: (prompt, response, label), or None for a response label read as a prompt label.
 
-    Raises :class:`_RowIssue` for empty/mistyped text, no response, unknown/null label, oversize text.
+    Raises :class:`RowIssue` for empty/mistyped text, no response, unknown/null label, oversize text.
     """
     prompt = _text(f.prompt, "prompt", "prompt")
     response = None
     if task is Task.RESPONSE:
         if is_null(f.response):
-            raise _RowIssue("response", "no response", "the row has no response to classify", "skipped")
+            raise RowIssue("response", "no response", "the row has no response to classify", "skipped")
         response = _text(f.response, "response", "response")
     elif isinstance(f.response, str) and f.response.strip():
         response = f.response  # normalized prompt-task rows keep their response (unlabeled use)
     elif not is_null(f.response):
-        raise _RowIssue("response", "bad type", f"response must be a string, got {type(f.response).__name__}")
+        raise RowIssue("response", "bad type", f"response must be a string, got {type(f.response).__name__}")
     if f.label_field in row or fmt == "oaimod":
         try:
             value = parse_label(_map_label(f.label, label_mapping))
         except UnknownLabelError as exc:
-            raise _RowIssue(f.label_field, "unknown label", str(exc).removeprefix("unknown label ")) from None
+            raise RowIssue(f.label_field, "unknown label", str(exc).removeprefix("unknown label ")) from None
     elif require_label:
-        raise _RowIssue(f.label_field, "missing column", f"the row has no {f.label_field!r} field")
+        raise RowIssue(f.label_field, "missing column", f"the row has no {f.label_field!r} field")
     else:
         value = None
     if task is Task.PROMPT and f.label_is_response and value is not None:
@@ -453,10 +470,10 @@ def _check_row(
             return None
         value = None
     if value is None and require_label:
-        raise _RowIssue(f.label_field, "null label", f"{f.label_field} is null", "skipped")
+        raise RowIssue(f.label_field, "null label", f"{f.label_field} is null", "skipped")
     total = len(prompt) + len(response or "")
     if max_text_chars is not None and total > max_text_chars:
-        raise _RowIssue("prompt" if len(prompt) > max_text_chars else "response", "oversize text",
+        raise RowIssue("prompt" if len(prompt) > max_text_chars else "response", "oversize text",
                         f"{total:,} characters, over the limit of {max_text_chars:,} (max_text_chars)")
     return prompt, response, value
 
@@ -477,8 +494,8 @@ def _convert(
 ) -> LoadResult:
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
-    if fmt is not None and fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+    if fmt is not None and fmt not in dataset_formats():
+        raise UnknownNameError(f"unknown format {fmt!r}; expected one of {', '.join(dataset_formats())}")
     mapping = _check_mapping(column_mapping)
     report = LoadReport(source=label)
     examples: list[Example] = []
@@ -512,7 +529,7 @@ def _convert(
                 shown = sorted(seen_columns)[:20]
                 report.add(Problem(label, None, None, (
                     f"unknown format: cannot tell the format from the columns {shown}; pass format= (one of "
-                    f"{', '.join(FORMATS)}) or a column_mapping such as {{'text': 'prompt', 'is_bad': 'label'}}"
+                    f"{', '.join(dataset_formats())}) or a column_mapping such as {{'text': 'prompt', 'is_bad': 'label'}}"
                     f"{_delimiter_hint(columns or [])}")))
             elif not peeked:
                 report.add(Problem(label, None, None, "empty file: no rows to read"))
@@ -523,9 +540,9 @@ def _convert(
                 else:
                     report.skipped["unknown format"] += 1
             return _finish(LoadResult([], report, "", task, [label]), errors, label)
-    adapter = _ADAPTERS["normalized" if fmt == "generic" else fmt]
+    adapter = DATASET_FORMATS.get("normalized" if fmt == "generic" else fmt)()
     if task not in adapter.tasks:
-        raise ValueError(f"{label}: format {fmt!r} has no {task.value} labels (tasks: {sorted(t.value for t in adapter.tasks)})")
+        raise ConfigError(f"{label}: format {fmt!r} has no {task.value} labels (tasks: {sorted(t.value for t in adapter.tasks)})")
 
     if columns is not None:  # a header: missing columns are a file-level error
         present = {mapping.get(c, c) for c in columns}
@@ -555,8 +572,8 @@ def _convert(
                 continue
             prompt, response, value = built
             if f.id in seen_ids:
-                raise _RowIssue("id", "duplicate id", f"{f.id!r} was already used at row {seen_ids[f.id]}")
-        except _RowIssue as issue:
+                raise RowIssue("id", "duplicate id", f"{f.id!r} was already used at row {seen_ids[f.id]}")
+        except RowIssue as issue:
             if issue.reason == "missing column" and issue.field:
                 missing_rows.setdefault(issue.field, []).append(raw.line)
                 report.skipped["missing column"] += 1
@@ -687,12 +704,13 @@ def load_rows(
 ) -> LoadResult:
     """Like :func:`load_file` for rows already in memory (dicts, or a ``datasets.Dataset``)."""
     records = _memory_records(rows, label or source)
-    return _convert(records, list(columns) if columns is not None else None, label=label or source, fmt=format, task=Task(task), column_mapping=column_mapping,
+    return _convert(records, list(columns) if columns is not None else None, label=label or source, fmt=format,
+                    task=Task(task), column_mapping=column_mapping,
                     label_mapping=label_mapping, source=source, errors=errors, require_label=require_label,
                     max_text_chars=max_text_chars)
 
 
-class MissingExtraError(ImportError):
+class MissingExtraError(GuardmatchError, ImportError):
     """An optional dependency is needed for this code path."""
 
 

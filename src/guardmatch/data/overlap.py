@@ -49,7 +49,8 @@ def check_overlap(
             hits = train_ids.get(overlap_key(ex, task))
             if not hits:
                 continue
-            shown = ", ".join(repr(i) for i in hits[:max_ids]) + (f" and {len(hits) - max_ids} more" if len(hits) > max_ids else "")
+            more = f" and {len(hits) - max_ids} more" if len(hits) > max_ids else ""
+            shown = ", ".join(repr(i) for i in hits[:max_ids]) + more
             problems.append(Problem(name, None, where, (
                 f"train/test overlap: test example {ex.id!r} in {name!r} has the same {where} text as "
                 f"training example(s) {shown}")))

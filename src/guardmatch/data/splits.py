@@ -19,12 +19,13 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from guardmatch.data.example import LABEL_NAMES, Example, distinct_texts
+from guardmatch.errors import GuardmatchError
 
 Strategy = Literal["stratified", "balanced"]
 Budget = int | Literal["all"]
 
 
-class SplitError(ValueError):
+class SplitError(GuardmatchError, ValueError):
     """A split that cannot be made or reproduced (budget too large, id missing, manifest edited)."""
 
 

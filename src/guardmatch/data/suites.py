@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from guardmatch.data.example import Example, Task
 from guardmatch.data.loaders import DEFAULT_MAX_TEXT_CHARS, Errors, LoadResult, load_file, load_hub, merge_results
 from guardmatch.data.validation import DataError, LoadReport
+from guardmatch.errors import ConfigError, GuardmatchError, UnknownNameError
 
 DATA_DIR_ENV = "GUARDMATCH_DATA_DIR"
 _REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -138,7 +139,7 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(GuardmatchError, FileNotFoundError):
     """A named dataset found neither locally nor on the Hub; the message lists every place tried."""
 
 
@@ -164,7 +165,7 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
+        raise UnknownNameError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}") from None
 
 
 def find_local(name: str, task: Task | str = Task.PROMPT, data_dir: str | Path | None = None) -> Path | None:
@@ -193,7 +194,7 @@ def load_dataset(
     spec = get_spec(name)
     task = Task(task)
     if not spec.supports(task):
-        raise ValueError(f"dataset {name!r} has no {task.value} labels (tasks: {[t.value for t in spec.tasks]})")
+        raise ConfigError(f"dataset {name!r} has no {task.value} labels (tasks: {[t.value for t in spec.tasks]})")
     kwargs: dict[str, Any] = {"errors": errors, "require_label": require_label, "max_text_chars": max_text_chars}
     if spec.parts:
         parts = [load_dataset(p, task, data_dir, allow_hub, **kwargs) for p in spec.parts]
@@ -304,7 +305,7 @@ def load_suite(
 ) -> Suite:
     """Load the ``prompt`` or ``response`` evaluation suite (local files first, then the Hub)."""
     if name not in SUITES:
-        raise KeyError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
+        raise UnknownNameError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
     task, entries = SUITES[name]
     suite = Suite(name=name, task=task)
     for entry in entries:
@@ -371,6 +372,6 @@ def load_source(
         return load_file(path, format=format, task=task, column_mapping=column_mapping, **kwargs)
     if str(target) in DATASETS:
         if format is not None or column_mapping:
-            raise ValueError(f"{target!r} is a named dataset: its format is known, drop format/column_mapping")
+            raise ConfigError(f"{target!r} is a named dataset: its format is known, drop format/column_mapping")
         return load_dataset(str(target), task, data_dir, allow_hub, **kwargs)
     raise FileNotFoundError(f"{target}: neither a file nor a known dataset (known: {', '.join(sorted(DATASETS))})")

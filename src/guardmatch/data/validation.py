@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from guardmatch.errors import GuardmatchError
+
 Severity = Literal["error", "warning", "skipped"]
 _SURROGATES = re.compile("[\ud800-\udfff]")  # lone surrogates; \udc80-\udcff is also surrogateescape
 
@@ -39,12 +41,16 @@ class Problem:
         return asdict(self)
 
 
-class DataError(ValueError):
+class DataError(GuardmatchError, ValueError):
     """Raised when data has errors; carries every :class:`Problem` found, not just the first."""
 
-    def __init__(self, problems: list[Problem], context: str = ""):
-        self.problems = list(problems)
+    def __init__(self, problems: list[Problem] | str, context: str = ""):
         head = f"{context}: " if context else ""
+        if isinstance(problems, str):  # one problem that belongs to no row: the message itself
+            self.problems: list[Problem] = []
+            super().__init__(f"{head}{problems}")
+            return
+        self.problems = list(problems)
         shown = "\n  ".join(str(p) for p in self.problems[:20])
         more = f"\n  ... and {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
         super().__init__(f"{head}{len(self.problems)} data problem(s):\n  {shown}{more}")

@@ -171,3 +171,51 @@ def adapt_threshold(threshold: float, source_prior: float, target_prior: float) 
 
     z = logit(t) + logit(s) - logit(q)
     return float(1.0 / (1.0 + np.exp(-z)))
+
+
+@dataclass
+class DeploymentPrior:
+    """A model's view of a deployment batch: the estimated harmful rate and the adapted threshold."""
+
+    estimate: PriorEstimate
+    base_threshold: float
+    adapted_threshold: float
+    flagged_rate_before: float
+    flagged_rate_after: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "estimate": self.estimate.to_dict()}
+
+
+def deployment_prior(model: Any, examples: Sequence[Any], *, source_prior: float | None = None,
+                     base_threshold: float | None = None, method: Method = "em",
+                     labeled: Sequence[Any] | None = None, bootstrap: int = 200, batch_size: int = 32,
+                     seed: int = 0) -> DeploymentPrior:
+    """Score unlabeled ``examples`` with ``model``, estimate their harmful rate, and adapt the threshold.
+
+    ``source_prior`` defaults to :meth:`GuardClassifierConfig.calibrated_prior`; ``base_threshold``
+    to the model's own threshold; ``labeled`` (held-out source examples) is what BBSE needs.
+    """
+    from guardmatch.data.example import Task
+
+    cfg = model.config
+    prior = source_prior if source_prior is not None else cfg.calibrated_prior()
+    if prior is None:
+        raise LabelShiftError("the model records no harmful rate for its probabilities (no calibration data, no "
+                              "provenance.train_harmful_rate): pass the source prior")
+    task = Task(cfg.task)
+
+    def scores(exs: Sequence[Any]) -> np.ndarray:
+        responses = [ex.response or "" for ex in exs] if task is Task.RESPONSE else None
+        return np.asarray(model.score([ex.prompt for ex in exs], responses, batch_size=batch_size))
+
+    tp = scores(examples)
+    extra: dict[str, Any] = {}
+    if method == "bbse":
+        if not labeled:
+            raise LabelShiftError("bbse needs labeled held-out source examples")
+        extra = {"source_p": scores(labeled), "source_labels": [int(ex.label) for ex in labeled]}
+    base = float(cfg.threshold if base_threshold is None else base_threshold)
+    est = estimate_prior(tp, prior, method=method, threshold=base, bootstrap=bootstrap, seed=seed, **extra)
+    adapted = adapt_threshold(base, prior, est.prior)
+    return DeploymentPrior(est, base, adapted, float((tp >= base).mean()), float((tp >= adapted).mean()))

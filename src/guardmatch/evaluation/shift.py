@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from guardmatch.data.example import Example, Task
+from guardmatch.data.validation import DataError
 
 ROLEPLAY = re.compile(
     r"\b(imagine|pretend|role[- ]?play|act as|acting as|you are now|you're now|hypothetical(?:ly)?|fictional|"
@@ -104,7 +105,7 @@ def mmd_rbf(x: np.ndarray, y: np.ndarray, *, bandwidth: float | None = None, per
     y = np.asarray(y, dtype=np.float64)
     m, n = len(x), len(y)
     if m < 2 or n < 2:
-        raise ValueError(f"MMD needs at least 2 examples per set (got {m} and {n})")
+        raise DataError(f"MMD needs at least 2 examples per set (got {m} and {n})")
     z = np.concatenate([x, y])
     d2 = _sq_dists(z)
     if bandwidth is None:
@@ -146,7 +147,7 @@ def c2st_auc(x: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0) -> 
     rng = np.random.default_rng(seed)
     size = min(len(x), len(y))
     if size < folds:
-        raise ValueError(f"C2ST needs at least {folds} examples per set (got {len(x)} and {len(y)})")
+        raise DataError(f"C2ST needs at least {folds} examples per set (got {len(x)} and {len(y)})")
     xs = x[rng.choice(len(x), size, replace=False)]
     ys = y[rng.choice(len(y), size, replace=False)]
     feats = np.concatenate([xs, ys])
@@ -255,7 +256,8 @@ class ShiftReport:
         foot = ("\n\nMMD² (RBF, median-heuristic bandwidth) with a permutation p-value; C2ST AUC: cross-validated "
                 "logistic regression telling the set from the seed (0.5 = indistinguishable); NN→seed / NN→pool: "
                 "median best cosine similarity of the set's examples to the seed / the pool(s) (coverage); tokens ×: "
-                "mean length in encoder tokens relative to the seed (medians mislead on bimodal lengths); ?, role-play, code: share of texts; non-ASCII: mean share of "
+                "mean length in encoder tokens relative to the seed (medians mislead on bimodal lengths); "
+                "?, role-play, code: share of texts; non-ASCII: mean share of "
                 "characters.")
         return head + "\n".join(lines) + cover.rstrip("\n") + foot
 
@@ -297,7 +299,7 @@ def shift_report(seed: TextSet, others: Sequence[TextSet], embedder: Embedder, *
         return sample, embedder(sample), style_stats(texts, embedder.token_counts(sample))
 
     if len(seed.examples) < 2:
-        raise ValueError(f"the seed {seed.name!r} has {len(seed.examples)} example(s); need at least 2")
+        raise DataError(f"the seed {seed.name!r} has {len(seed.examples)} example(s); need at least 2")
     _, seed_emb, seed_stats = prepare(seed)
     prepared = [(ts, *prepare(ts)) for ts in others if ts.examples]
     pool_emb = [e for ts, _, e, _ in prepared if ts.role == "pool"]

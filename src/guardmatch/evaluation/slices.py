@@ -12,6 +12,7 @@ from collections import defaultdict
 from typing import Any, Sequence
 
 from guardmatch.data.example import Example
+from guardmatch.data.validation import DataError
 from guardmatch.evaluation.metrics import binary_metrics
 
 MISSING = "<missing>"
@@ -44,7 +45,7 @@ def metrics_by_segment(
         raise ValueError(f"{len(examples)} examples but {len(probs)} scores")
     unlabeled = [ex.id for ex in examples if ex.label is None]
     if unlabeled:
-        raise ValueError(f"{len(unlabeled)} unlabeled examples (e.g. {unlabeled[:3]}); slices need labels")
+        raise DataError(f"{len(unlabeled)} unlabeled examples (e.g. {unlabeled[:3]}); slices need labels")
     groups: dict[str, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
         groups[segment_value(ex, segment_field)].append(i)
@@ -70,8 +71,10 @@ def to_dataframe(rows: list[dict[str, Any]]):
 
 def format_markdown(rows: list[dict[str, Any]]) -> str:
     """A markdown table of the rows (for reports)."""
-    lines = ["| " + rows[0]["segment"] + " | n | positives | F1 | precision | recall |", "|---|---:|---:|---:|---:|---:|"] if rows else []
+    header = ["| " + rows[0]["segment"] + " | n | positives | F1 | precision | recall |", "|---|---:|---:|---:|---:|---:|"]
+    lines = header if rows else []
     for r in rows:
         flag = " (small)" if r["small"] and r["value"] != ALL else ""
-        lines.append(f"| {r['value']}{flag} | {r['n']} | {r['positives']} | {r['f1']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} |")
+        lines.append(f"| {r['value']}{flag} | {r['n']} | {r['positives']} | {r['f1']:.3f} | {r['precision']:.3f} "
+                     f"| {r['recall']:.3f} |")
     return "\n".join(lines)

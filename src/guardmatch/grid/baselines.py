@@ -18,14 +18,16 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import yaml
 
 from guardmatch.data.example import Example, Task
+from guardmatch.errors import ConfigError
 from guardmatch.evaluation.report import EvaluationReport, evaluate_scores
 from guardmatch.grid.config import BaselineSpec
+from guardmatch.registry import Registry
 
 THRESHOLD = 0.5
 
@@ -49,6 +51,20 @@ SETFIT_DEFAULTS: dict[str, Any] = {
     "head_max_iter": 2000,
     "eval_batch_size": 64,
 }
+
+
+BASELINES: Registry[Any] = Registry("baseline")
+"""Every baseline by ``kind``: classes built as ``cls(task, seed, params, workdir=..., progress=...)``
+with ``fit(examples)`` and ``predict_proba(examples)``, and their parameters' ``defaults``."""
+
+
+def baseline_params(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Baseline ``kind``'s defaults updated with ``params`` (an unknown kind or parameter is an error)."""
+    cls = BASELINES.get(kind)
+    unknown = set(params or {}) - set(cls.defaults)
+    if unknown:
+        raise ConfigError(f"{kind}: unknown parameter(s) {sorted(unknown)}; known: {sorted(cls.defaults)}")
+    return {**cls.defaults, **(params or {})}
 
 
 # ----------------------------------------------------------------------------- TF-IDF + LR
@@ -77,16 +93,18 @@ def _frame(examples: Sequence[Example]):
     return pd.DataFrame({"prompt": [ex.prompt for ex in examples], "response": [ex.response or "" for ex in examples]})
 
 
+@BASELINES.register("tfidf_lr")
 class TfidfLR:
     """TF-IDF + logistic regression with C chosen by CV on the training examples only."""
 
-    def __init__(self, task: Task, seed: int, params: dict[str, Any] | None = None):
-        unknown = set(params or {}) - set(TFIDF_DEFAULTS)
-        if unknown:
-            raise ValueError(f"tfidf_lr: unknown parameter(s) {sorted(unknown)}; known: {sorted(TFIDF_DEFAULTS)}")
+    name: ClassVar[str]  # set by @BASELINES.register
+    defaults = TFIDF_DEFAULTS
+
+    def __init__(self, task: Task, seed: int, params: dict[str, Any] | None = None, *, workdir: Path | None = None,
+                 progress: bool = False):  # no work files, no progress to show
         self.task = Task(task)
         self.seed = seed
-        self.params = {**TFIDF_DEFAULTS, **(params or {})}
+        self.params = baseline_params(self.name, params)
         self.features = None
         self.clf = None
         self.cv: dict[str, Any] = {}
@@ -163,17 +181,18 @@ def pair_texts(examples: Sequence[Example], task: Task, tokenizer, max_length: i
     return out
 
 
+@BASELINES.register("setfit")
 class SetFitBaseline:
     """SetFit (``setfit`` package) on the packaged MiniLM body."""
 
-    def __init__(self, task: Task, seed: int, params: dict[str, Any] | None = None, workdir: Path | None = None,
+    name: ClassVar[str]
+    defaults = SETFIT_DEFAULTS
+
+    def __init__(self, task: Task, seed: int, params: dict[str, Any] | None = None, *, workdir: Path | None = None,
                  progress: bool = False):
-        unknown = set(params or {}) - set(SETFIT_DEFAULTS)
-        if unknown:
-            raise ValueError(f"setfit: unknown parameter(s) {sorted(unknown)}; known: {sorted(SETFIT_DEFAULTS)}")
         self.task = Task(task)
         self.seed = seed
-        self.params = {**SETFIT_DEFAULTS, **(params or {})}
+        self.params = baseline_params(self.name, params)
         self.workdir = workdir
         self.progress = progress
         self.model = None
@@ -232,11 +251,8 @@ class SetFitBaseline:
 
 
 def build_baseline(spec: BaselineSpec, task: Task, seed: int, workdir: Path, progress: bool = False):
-    if spec.kind == "tfidf_lr":
-        return TfidfLR(task, seed, spec.params)
-    if spec.kind == "setfit":
-        return SetFitBaseline(task, seed, spec.params, workdir=workdir, progress=progress)
-    raise ValueError(f"unknown baseline kind {spec.kind!r}")
+    """The untrained baseline of ``spec.kind`` (:data:`BASELINES`)."""
+    return BASELINES.get(spec.kind)(task, seed, spec.params, workdir=workdir, progress=progress)
 
 
 def run_baseline(spec: BaselineSpec, name: str, config, prepared, out_dir: Path, *, keep_model: bool = False,

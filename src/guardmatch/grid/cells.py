@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from guardmatch.config import ConfigError, TrainConfig
+from guardmatch.config import TrainConfig, build_config
 from guardmatch.data.example import Example, Task
+from guardmatch.errors import ConfigError
 from guardmatch.grid.config import Budget, GridConfig, deep_merge
 
 CellKind = Literal["run", "baseline"]
@@ -69,7 +70,7 @@ class Cell:
                   "arm": self.arm}
         for axis, wanted in filters.items():
             if axis not in values:
-                raise ValueError(f"--only: unknown axis {axis!r}; known: {', '.join(sorted(values))}")
+                raise ConfigError(f"--only: unknown axis {axis!r}; known: {', '.join(sorted(values))}")
             if values[axis] not in wanted:
                 return False
         return True
@@ -122,15 +123,8 @@ def cell_config(grid: GridConfig, cell: Cell, extra_unlabeled: list[str] | None 
 
     ``views_cache`` replaces the augmenter's cache (the merged directory when it has extra caches).
     """
-    data = deep_merge(grid.base, grid.tasks[cell.task].overrides)
-    if cell.kind == "run":
-        method = grid.methods[cell.method]
-        data = deep_merge(data, method.overrides)
-        fixed: dict[str, Any] = {"algorithm": method.algorithm, "algorithm_params": method.params}
-    else:
-        fixed = {"algorithm": "supervised", "algorithm_params": {}}
-    fixed.update({"seed": cell.seed, "output_dir": str(cell.path(grid)),
-                  "data": {"task": cell.task.value, "labels": cell.budget}})
+    data = grid.run_settings(cell.task, cell.method if cell.kind == "run" else None)
+    fixed: dict[str, Any] = {"seed": cell.seed, "output_dir": str(cell.path(grid)), "data": {"labels": cell.budget}}
     if cell.augmenter is not None:
         aug = grid.augmenters[cell.augmenter]
         fixed["views"] = {"cache": views_cache or aug.cache, "cache_dir": aug.cache_dir,
@@ -139,16 +133,7 @@ def cell_config(grid: GridConfig, cell: Cell, extra_unlabeled: list[str] | None 
     if extra_unlabeled:
         data.setdefault("data", {})
         data["data"]["extra_unlabeled"] = list(data["data"].get("extra_unlabeled", [])) + list(extra_unlabeled)
-    try:
-        return TrainConfig.model_validate(data)
-    except Exception as exc:  # pydantic ValidationError: name the cell
-        from pydantic import ValidationError
-
-        from guardmatch.config import format_validation_error
-
-        if isinstance(exc, ValidationError):
-            raise ConfigError(format_validation_error(exc, f"grid cell {cell.key}")) from None
-        raise
+    return build_config(TrainConfig, data=data, source=f"grid cell {cell.key}")
 
 
 def config_hash(grid: GridConfig, cell: Cell, config: TrainConfig) -> str:
@@ -194,18 +179,18 @@ def pool_sources(grid: GridConfig, task: Task, pool: str, *, console=None) -> li
 
 def materialize_prompts(grid: GridConfig, task: Task, pool: str, *, console=None) -> Path:
     from guardmatch.config import DataConfig
-    from guardmatch.training.run import load_source
+    from guardmatch.training.run import load_configured_source
 
     spec = grid.pools[pool]
     merged = deep_merge(grid.base, grid.tasks[task].overrides).get("data", {})
     data_cfg = DataConfig.model_validate({**merged, "task": task.value})
     path = Path(grid.output_dir) / "pools" / f"{task.value}-{pool}.jsonl"
-    train = load_source(data_cfg.train, Task.PROMPT, data_cfg).examples
+    train = load_configured_source(data_cfg.train, Task.PROMPT, data_cfg).examples
     seen = {ex.content_hash(Task.PROMPT) for ex in train}
     rows: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     for source in spec.prompts_from:
-        examples = load_source(source, Task.RESPONSE, data_cfg, require_label=False).examples
+        examples = load_configured_source(source, Task.RESPONSE, data_cfg, require_label=False).examples
         kept = 0
         for ex in examples:
             h = Example("x", ex.prompt).content_hash(Task.PROMPT)
@@ -235,8 +220,8 @@ def merged_views(grid: GridConfig, augmenter: str) -> str:
     """The augmenter's view cache to read: its ``cache``, or (with ``extra_caches``) a directory
     ``<grid out>/views/<augmenter>`` whose ``shards/`` are symlinks to every source cache's shards
     (rebuilt on each call, so shards written since are picked up; nothing is copied)."""
-    from guardmatch import security
     from guardmatch.augment.cache import MANIFEST, ViewCache
+    from guardmatch.storage.files import write_secure_text
 
     spec = grid.augmenters[augmenter]
     if not spec.extra_caches:
@@ -265,5 +250,5 @@ def merged_views(grid: GridConfig, augmenter: str) -> str:
     manifest = {**sources[0].manifest, "merged_from": [str(c.path) for c in sources]}
     text = json.dumps(manifest, indent=2, ensure_ascii=False)
     if not (dest / MANIFEST).exists() or (dest / MANIFEST).read_text(encoding="utf-8", errors="replace") != text:
-        security.write_secure_text(dest / MANIFEST, text)  # atomic replace
+        write_secure_text(dest / MANIFEST, text)  # atomic replace
     return str(dest)

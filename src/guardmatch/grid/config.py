@@ -16,8 +16,10 @@ A grid is a base :class:`~guardmatch.config.TrainConfig` plus axes::
     baselines: {tfidf-lr: {kind: tfidf_lr}, setfit: {kind: setfit, params: {max_steps: 100}}}
 
 Overrides merge in this order (later wins): ``base`` < task ``overrides`` < method ``overrides``
-< what the cell fixes (task, algorithm, params, views, budget, seed, output dir). Every merged
-config is validated as a ``TrainConfig``, so a bad key names the key and the file.
+< what the cell fixes (task, algorithm, params, views, budget, seed, output dir). Loading the grid
+validates every (task, method) run config as a ``TrainConfig`` (algorithm names and parameters
+included) and every baseline's kind and parameters, before any data is read: a bad key names the
+key and the file.
 """
 
 from __future__ import annotations
@@ -26,19 +28,16 @@ import copy
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from guardmatch.config import ConfigError, format_validation_error, load_yaml, set_dotted
+from guardmatch.config import StrictModel, TrainConfig, build_config, set_dotted, validation_problems
 from guardmatch.data.example import Task
+from guardmatch.errors import ConfigError, UnknownNameError
 
 Budget = int | Literal["all"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class MethodSpec(_Strict):
+class MethodSpec(StrictModel):
     """A training algorithm with its parameters (``guardmatch.algorithms``)."""
 
     algorithm: str
@@ -47,7 +46,7 @@ class MethodSpec(_Strict):
     label: str | None = Field(None, description="name in tables and plots (default: the key)")
 
 
-class AugmenterSpec(_Strict):
+class AugmenterSpec(StrictModel):
     """A strong-view cache (made by ``guardmatch augment``) used by the SSL methods."""
 
     cache: str = Field(description="view cache: directory, <name>-<fp12> directory name, or augmenter name")
@@ -67,7 +66,7 @@ class AugmenterSpec(_Strict):
     label: str | None = None
 
 
-class PoolSpec(_Strict):
+class PoolSpec(StrictModel):
     """Where the unlabeled pool comes from, beyond the rest of the training source."""
 
     extra_unlabeled: list[str] = Field(default_factory=list, description="datasets/files read for the task, labels hidden")
@@ -85,17 +84,17 @@ class PoolSpec(_Strict):
         return bool(self.extra_unlabeled or self.prompts_from)
 
 
-class BaselineSpec(_Strict):
+class BaselineSpec(StrictModel):
     """A non-SSL baseline trained on exactly the cells' labeled split (``guardmatch.grid.baselines``)."""
 
-    kind: Literal["tfidf_lr", "setfit"]
+    kind: str = Field(description="a baseline of guardmatch.grid.baselines.BASELINES: tfidf_lr, setfit")
     params: dict[str, Any] = Field(default_factory=dict)
     budgets: list[Budget] | None = Field(None, description="budgets this baseline runs at (default: all)")
     run: bool = Field(True, description="False: only report cells already computed (e.g. by another grid)")
     label: str | None = None
 
 
-class TaskSpec(_Strict):
+class TaskSpec(StrictModel):
     overrides: dict[str, Any] = Field(default_factory=dict, description="TrainConfig keys for this task")
     budgets: list[Budget] | None = None
     pools: list[str] = Field(default_factory=lambda: ["in_source"])
@@ -106,7 +105,7 @@ class TaskSpec(_Strict):
         default_factory=dict, description="per-baseline parameter overrides for this task (e.g. setfit max_length)")
 
 
-class GoalSpec(_Strict):
+class GoalSpec(StrictModel):
     """What the report checks SSL against (issue 7): gain on a main test set, no loss elsewhere."""
 
     task: Task = Task.PROMPT
@@ -117,13 +116,13 @@ class GoalSpec(_Strict):
     beat_baseline: str | None = "setfit"
 
 
-class ReportSpec(_Strict):
+class ReportSpec(StrictModel):
     pr_budget: Budget = 200
     goals: GoalSpec | None = Field(default_factory=GoalSpec)
     std_ddof: int = Field(1, ge=0, le=1, description="1: sample std over seeds; 0: population std")
 
 
-class GridConfig(_Strict):
+class GridConfig(StrictModel):
     """The whole grid: base run config, axes, baselines, bookkeeping."""
 
     name: str = "grid"
@@ -174,6 +173,32 @@ class GridConfig(_Strict):
                 raise ValueError(f"{name!r} cannot be used as a name (it becomes a directory)")
         return self
 
+    @model_validator(mode="after")
+    def _runs_validate(self) -> "GridConfig":
+        """Every run's config (algorithm and parameters included) and every baseline's kind and
+        parameters are checked here, before any data is read or cell run."""
+        from guardmatch.grid.baselines import baseline_params  # imports this module
+
+        problems: dict[str, str] = {}  # problem -> the first run it was found in
+        for task in self.tasks:
+            for method in self.task_methods(task):
+                try:
+                    TrainConfig.model_validate(self.run_settings(task, method))
+                except ValidationError as exc:
+                    for problem in validation_problems(exc):
+                        problems.setdefault(problem, f"tasks.{task.value} x methods.{method}")
+            for name in self.baselines:
+                spec = self.baseline_spec(task, name)
+                try:
+                    baseline_params(spec.kind, spec.params)
+                except (ConfigError, UnknownNameError) as exc:
+                    task_params = name in self.tasks[task].baseline_params
+                    problems.setdefault(str(exc), f"tasks.{task.value}.baseline_params" if task_params
+                                        else f"baselines.{name}")
+        if problems:
+            raise ValueError("\n  - ".join(f"{where}: {problem}" for problem, where in problems.items()))
+        return self
+
     # ------------------------------------------------------------------ derived
     def task_budgets(self, task: Task) -> list[Budget]:
         return list(self.tasks[task].budgets or self.budgets)
@@ -193,6 +218,19 @@ class GridConfig(_Strict):
         spec = self.baselines[name]
         extra = self.tasks[task].baseline_params.get(name)
         return spec.model_copy(update={"params": {**spec.params, **extra}}) if extra else spec
+
+    def run_settings(self, task: Task, method: str | None) -> dict[str, Any]:
+        """The TrainConfig keys of ``method``'s runs on ``task`` before a cell fixes its own (budget,
+        seed, views, directory): ``base`` < task ``overrides`` < method ``overrides``, with the
+        method's algorithm and params (``method`` None: supervised, the split that baselines use)."""
+        data = deep_merge(self.base, self.tasks[task].overrides)
+        if method is None:
+            fixed: dict[str, Any] = {"algorithm": "supervised", "algorithm_params": {}}
+        else:
+            spec = self.methods[method]
+            data = deep_merge(data, spec.overrides)
+            fixed = {"algorithm": spec.algorithm, "algorithm_params": spec.params}
+        return deep_merge(data, {**fixed, "data": {"task": task.value}})
 
     def baselines_root(self) -> Path:
         return Path(self.baselines_dir or self.output_dir)
@@ -221,10 +259,4 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def load_grid_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
                      data: dict[str, Any] | None = None) -> GridConfig:
     """Validate a grid YAML (or ``data``) plus dotted ``overrides`` (``base.mode=frozen``)."""
-    raw = load_yaml(path) if path else dict(data or {})
-    for key, value in (overrides or {}).items():
-        set_dotted(raw, key, value)
-    try:
-        return GridConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path) if path else "grid config")) from None
+    return build_config(GridConfig, path, overrides, data=data, source="grid config")

@@ -31,8 +31,9 @@ from typing import Any, Iterable
 
 from rich.console import Console
 
-from guardmatch.config import ConfigError, TrainConfig
+from guardmatch.config import TrainConfig
 from guardmatch.data.example import Task
+from guardmatch.errors import ConfigError, GuardmatchError
 from guardmatch.grid.cells import (
     Cell,
     cell_config,
@@ -49,7 +50,7 @@ STORE_FILE = "results.sqlite"
 LOCK_FILE = "grid.lock"
 
 
-class GridLockedError(RuntimeError):
+class GridLockedError(GuardmatchError, RuntimeError):
     """Another ``guardmatch grid`` is running on the same output directory."""
 
 
@@ -85,7 +86,7 @@ def parse_only(items: Iterable[str] | None) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--only expects AXIS=VALUE[,VALUE...], got {item!r}")
+            raise ConfigError(f"--only expects AXIS=VALUE[,VALUE...], got {item!r}")
         axis, values = item.split("=", 1)
         out.setdefault(axis.strip(), set()).update(v.strip() for v in values.split(",") if v.strip())
     return out

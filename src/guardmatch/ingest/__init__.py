@@ -16,11 +16,11 @@ Modules (one concept each):
 * ``pipeline``  the resumable run: checkpoints, manifest, error log, audit record.
 * ``config``    pydantic ``IngestConfig`` (YAML-loadable).
 
-Everything written goes through :mod:`guardmatch.security` (0600 files, optional encryption,
+Everything written goes through :mod:`guardmatch.storage` (0600 files, optional encryption,
 audit log, purge). Heavy dependencies are in the ``ingest`` extra.
 """
 
-from guardmatch.ingest.config import ColumnMapping, DedupConfig, FilterConfig, IngestConfig
+from guardmatch.ingest.config import ColumnMapping, DedupConfig, IngestConfig, IngestFilterConfig
 from guardmatch.ingest.pii import PiiConfig, PiiRedactor
 
-__all__ = ["ColumnMapping", "DedupConfig", "FilterConfig", "IngestConfig", "PiiConfig", "PiiRedactor"]
+__all__ = ["ColumnMapping", "DedupConfig", "IngestConfig", "IngestFilterConfig", "PiiConfig", "PiiRedactor"]

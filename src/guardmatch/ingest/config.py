@@ -1,17 +1,17 @@
-"""Pydantic configuration of an ingest run (loadable from YAML with :meth:`IngestConfig.from_yaml`)."""
+"""Pydantic configuration of an ingest run (strict: a misspelt key is an error), loadable from YAML
+with flag overrides by :func:`guardmatch.config.build_config`."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from guardmatch.config import StrictModel
 from guardmatch.ingest.pii import PiiConfig
 
 
-class ColumnMapping(BaseModel):
+class ColumnMapping(StrictModel):
     """Where the text and metadata are in each input record."""
 
     layout: Literal["auto", "messages", "flat"] = "auto"  # auto: chat if a messages field is present
@@ -30,8 +30,9 @@ class ColumnMapping(BaseModel):
     response_examples: bool = True  # each assistant turn -> a response example
 
 
-class FilterConfig(BaseModel):
-    """Length and language filters (applied to the redacted text)."""
+class IngestFilterConfig(StrictModel):
+    """Length and language filters on ingested records (applied to the redacted text). (Filters on
+    generated views: ``guardmatch.augment.filters.ViewFilterConfig``.)"""
 
     min_chars: int = Field(1, ge=0)
     max_chars: int = Field(20_000, ge=1)
@@ -39,7 +40,7 @@ class FilterConfig(BaseModel):
     lang_min_chars: int = 20  # shorter texts are too short to identify and are kept
 
 
-class DedupConfig(BaseModel):
+class DedupConfig(StrictModel):
     """Exact (normalized text hash) and near-duplicate (MinHash LSH) removal."""
 
     exact: bool = True
@@ -49,12 +50,12 @@ class DedupConfig(BaseModel):
     shingle_words: int = Field(3, ge=1)
 
 
-class IngestConfig(BaseModel):
+class IngestConfig(StrictModel):
     """Everything an ingest run needs besides the input and output paths."""
 
     format: Literal["jsonl", "csv", "parquet"] | None = None  # None: from each file's name
     columns: ColumnMapping = Field(default_factory=ColumnMapping)
-    filters: FilterConfig = Field(default_factory=FilterConfig)
+    filters: IngestFilterConfig = Field(default_factory=IngestFilterConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     max_line_bytes: int = Field(16 << 20, ge=1024)
@@ -63,7 +64,3 @@ class IngestConfig(BaseModel):
     checkpoint_records: int = Field(20_000, ge=1)
     checkpoint_seconds: float = Field(30.0, gt=0)
     encrypt: bool | None = None  # None: encrypt when GUARDMATCH_ENCRYPTION_KEY is set
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "IngestConfig":
-        return cls.model_validate(yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from guardmatch.ingest.config import FilterConfig
+from guardmatch.ingest.config import IngestFilterConfig
 
 
 @lru_cache(maxsize=1)
@@ -31,8 +31,8 @@ def detect_language(text: str) -> tuple[str, float]:
 class TextFilter:
     """Returns why a text is dropped (``too_short``, ``too_long``, ``language:xx``) or None."""
 
-    def __init__(self, config: FilterConfig | None = None):
-        self.config = config or FilterConfig()
+    def __init__(self, config: IngestFilterConfig | None = None):
+        self.config = config or IngestFilterConfig()
         self.languages = {lang.lower() for lang in self.config.languages} if self.config.languages else None
 
     def reason(self, text: str) -> str | None:

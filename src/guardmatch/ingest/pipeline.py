@@ -33,24 +33,24 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from guardmatch.data.example import Example
+from guardmatch.data.records import JsonlWriter, detect_container, progress_total, read_records
 from guardmatch.data.validation import Problem
+from guardmatch.errors import GuardmatchError
 from guardmatch.ingest.chatlogs import Draft, record_to_drafts
 from guardmatch.ingest.config import IngestConfig
 from guardmatch.ingest.dedup import DedupIndex
 from guardmatch.ingest.filters import TextFilter
 from guardmatch.ingest.pii import PiiRedactor, apply_spans
-from guardmatch.storage.records import detect_container, progress_total, read_records
 from guardmatch.storage.audit import audit_log
 from guardmatch.storage.crypto import AtRestCipher, EncryptionKeyError
 from guardmatch.storage.files import secure_open, write_secure_text
 from guardmatch.storage.lineage import manifest_path
-from guardmatch.storage.records import JsonlWriter
 
 MAX_SEGMENT_VALUES = 50  # distinct values counted per segment field in the manifest
 MAX_PROBLEMS_KEPT = 1000  # problems kept in memory for the report (all go to errors.jsonl)
 
 
-class IngestError(RuntimeError):
+class IngestError(GuardmatchError, RuntimeError):
     """The run cannot start (existing pool with another config, changed input, ...)."""
 
 
@@ -470,7 +470,7 @@ def iter_pool(pool: str | os.PathLike, cipher: AtRestCipher | None = None, kind:
     ``kind="prompt"`` / ``"response"`` keeps only user-turn / assistant-turn examples.
     """
     from guardmatch.data.example import parse_label
-    from guardmatch.storage.records import iter_jsonl
+    from guardmatch.data.records import iter_jsonl
 
     for obj in iter_jsonl(pool, cipher):
         if kind is not None and (obj.get("metadata") or {}).get("kind") != kind:

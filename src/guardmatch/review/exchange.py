@@ -63,11 +63,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from guardmatch.data.example import LABEL_NAMES, UnknownLabelError, is_null, text_hash
+from guardmatch.data.records import Container, read_header, read_records
 from guardmatch.data.validation import DataError, Problem
+from guardmatch.errors import ConfigError
 from guardmatch.review.store import MAX_REVIEWER_CHARS, SKIP, ReviewStore, _label_value
 from guardmatch.storage.audit import audit_log
 from guardmatch.storage.files import secure_open
-from guardmatch.storage.records import Container, read_header, read_records
 
 FORMATS = ("jsonl", "csv", "argilla", "labelstudio")
 ARGILLA_SETTINGS_SUFFIX = ".argilla_settings.json"
@@ -89,7 +90,7 @@ def _export_records(store: ReviewStore, which: str) -> list[dict[str, Any]]:
     elif which == "queue":
         ids = store.queue_ids()
     else:
-        raise ValueError(f"unknown selection {which!r}; expected 'pending' or 'queue'")
+        raise ConfigError(f"unknown selection {which!r}; expected 'pending' or 'queue'")
     strategies = {r["id"]: r["strategy"] for r in store.routings()}
     routing_of = {r[0]: r[1] for r in store.conn.execute("SELECT item_id, routing_id FROM queue")}
     out = []
@@ -160,7 +161,7 @@ def argilla_settings(with_response: bool) -> dict[str, Any]:
 def export_queue(store: ReviewStore, path: str | Path, fmt: str, *, which: str = "pending") -> dict[str, Any]:
     """Write the queue (``pending`` items, or the whole ``queue``) as ``fmt``; audited. Returns a summary."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     path = Path(path)
     records = _export_records(store, which)
     with_response = store.task.value == "response" or any(r["response"] for r in records)
@@ -231,7 +232,7 @@ def _norm_time(value: Any) -> str | None:
         try:
             t = _dt.datetime.fromisoformat(s)
         except ValueError:
-            raise ValueError(f"not an ISO-8601 time: {value!r}") from None
+            raise ConfigError(f"not an ISO-8601 time: {value!r}") from None
         if t.tzinfo is None:
             t = t.replace(tzinfo=_dt.timezone.utc)
     return t.astimezone(_dt.timezone.utc).isoformat(timespec="microseconds")
@@ -527,7 +528,7 @@ def read_reviews(
     path, data = _read_source(Path(path))
     fmt = fmt or detect_export_format(path, data)
     if fmt not in FORMATS:
-        raise ValueError(f"unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}")
     problems: list[Problem] = []
     info: dict[str, Any] = {"recognised": 0, "drafts": 0, "status_unknown": 0}
     if path.name.lower().endswith(".parquet"):

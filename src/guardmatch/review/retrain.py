@@ -15,7 +15,11 @@ What a round trains on (kept honest):
   set), and the base config's everything else. Rows whose text is in an evaluation set are
   dropped by the run as usual (``data.on_overlap``).
 * By default each round trains from the base encoder (rounds differ only by their labels);
-  ``warm_start`` continues from a given model instead (cheaper, but rounds then compound).
+  ``warm_start`` continues from a given model instead (cheaper, but rounds then compound);
+  ``warm_start=True`` picks the last finished round's model (the base run's before the first).
+* The config is the run's own by default: :func:`base_config` reads the one stored when the store
+  was filled from a run (``review route --run``), with dotted overrides applied. The round
+  directory defaults to ``<db stem>-rounds/round-<n>`` next to the store.
 
 Each round is recorded in the store's ``rounds`` table (labels used by provenance and class, the
 labels file and its hash, pool size, config, model version, metrics) and in
@@ -30,14 +34,23 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from rich.console import Console
 
 from guardmatch.data.example import LABEL_NAMES, Example
+from guardmatch.errors import GuardmatchError
 from guardmatch.review.sources import round_marker
 from guardmatch.review.store import ReviewStore
-from guardmatch.security import register_derived, secure_open
+from guardmatch.storage.files import secure_open
+from guardmatch.storage.lineage import register_derived
+
+if TYPE_CHECKING:
+    from guardmatch.config import TrainConfig
+
+
+class RetrainError(GuardmatchError, ValueError):
+    """A retraining round the store's labels cannot support, or an output dir that holds another round."""
 
 
 @dataclass
@@ -101,18 +114,46 @@ def _metrics(report: Any) -> dict[str, Any]:
     return {name: {**{k: r.metrics[k] for k in keep}, "ece": r.ece} for name, r in report.results.items()}
 
 
+def base_config(store: ReviewStore, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The :class:`~guardmatch.config.TrainConfig` stored with the store's base run, ``overrides``
+    (dotted keys: ``{"optim.max_steps": 100}``) applied; ConfigError when none is stored."""
+    import yaml
+
+    from guardmatch.config import TrainConfig, build_config
+    from guardmatch.errors import ConfigError
+
+    stored = store.get_meta("base_config")
+    if stored is None:
+        raise ConfigError(f"{store.path}: no base config stored (the store was not filled from a run); pass --config")
+    return build_config(TrainConfig, data=yaml.safe_load(stored), overrides=dict(overrides or {}),
+                        source=f"{store.path} (base config)")
+
+
+def _last_model(store: ReviewStore) -> str | None:
+    """The last finished round's model, else the base run's (None if neither is known)."""
+    done = [r for r in store.rounds() if r["status"] == "done"]
+    if done:
+        return done[-1]["model_dir"]
+    base_run = store.get_meta("base_run")
+    return str(Path(base_run) / "model") if base_run else None
+
+
 def retrain(
     store: ReviewStore,
     config: Any,
-    output_dir: str | Path,
+    output_dir: str | Path | None = None,
     *,
     include_pseudo: bool = False,
-    warm_start: str | Path | None = None,
+    warm_start: bool | str | Path | None = None,
     eval_suite: Mapping[str, Sequence[Example]] | None = None,
     console: Console | None = None,
 ) -> RetrainResult:
-    """Train the next round from the store's labels (see the module docstring); record it."""
-    from guardmatch.algorithms import build_algorithm
+    """Train the next round from the store's labels (see the module docstring); record it.
+
+    ``output_dir`` defaults to ``<db stem>-rounds/round-<finished rounds + 1>``; ``warm_start`` is a
+    model directory, or True for the last finished round's model (the base run's before the first).
+    """
+    from guardmatch.algorithms import ALGORITHMS
     from guardmatch.data.overlap import remove_overlap
     from guardmatch.evaluation.report import evaluate_model
     from guardmatch.model import GuardClassifier
@@ -120,13 +161,18 @@ def retrain(
     from guardmatch.training.run import run_training
 
     console = console or Console(stderr=True)
+    if output_dir is None:
+        done = sum(r["status"] == "done" for r in store.rounds())
+        output_dir = store.path.with_name(store.path.stem + "-rounds") / f"round-{done + 1}"
     output_dir = Path(output_dir)
+    if warm_start is True:
+        warm_start = _last_model(store)
     data = round_data(store, include_pseudo)
     if data.counts["total"] < 2:
-        raise ValueError(f"{store.path}: only {data.counts['total']} usable label(s); a round needs at least 2")
+        raise RetrainError(f"{store.path}: only {data.counts['total']} usable label(s); a round needs at least 2")
     present = {ex.label for ex in data.labeled}
     if len(present) < 2:
-        raise ValueError(f"{store.path}: every usable label is {LABEL_NAMES[present.pop()]}; a round needs both classes")
+        raise RetrainError(f"{store.path}: every usable label is {LABEL_NAMES[present.pop()]}; a round needs both classes")
     for prev in store.rounds():
         if prev["output_dir"] == str(output_dir) and prev["status"] == "done" and prev["labels_hash"] == data.labels_hash:
             console.print(f"[dim]round {prev['id']} already trained these labels into {output_dir}[/]")
@@ -134,7 +180,7 @@ def retrain(
                                  prev["labels_used"], prev["metrics"], Path(prev["labels_file"]),
                                  output_dir / "round_data" / "pool.jsonl", reused=True)
         if prev["output_dir"] == str(output_dir) and prev["labels_hash"] != data.labels_hash:
-            raise ValueError(f"{output_dir} already holds round {prev['id']} trained on other labels; "
+            raise RetrainError(f"{output_dir} already holds round {prev['id']} trained on other labels; "
                              "use a new output directory")
 
     cfg = config.model_copy(deep=True)
@@ -152,7 +198,7 @@ def retrain(
     _write_jsonl(labels_file, labeled, with_labels=True)
     _write_jsonl(pool_file, pool, with_labels=False)
     register_derived(store.path, output_dir, kind="retrain_round")
-    uses_pool = build_algorithm(cfg.algorithm, cfg.algorithm_params, num_classes=2, pool_size=1).uses_unlabeled
+    uses_pool = ALGORITHMS.get(cfg.algorithm).uses_unlabeled
     cfg.data.train = str(labels_file)
     cfg.data.train_format = "normalized"
     cfg.data.labels = "all"

@@ -41,19 +41,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from guardmatch.data.example import Example, Task, split_inputs
+from guardmatch.errors import ConfigError, GuardmatchError
+from guardmatch.registry import Registry
 
 
-class EmptyPoolError(ValueError):
+class EmptyPoolError(GuardmatchError, ValueError):
     """No candidate example is left to rank."""
 
 
-class StrategyUnavailableError(ValueError):
+class StrategyUnavailableError(GuardmatchError, ValueError):
     """The strategy needs information these scores do not have (heads, APM table)."""
 
 
@@ -128,7 +130,8 @@ def score_pool(
     """
     task = Task(task or model.config.task)
     if task is not Task(model.config.task):
-        raise ValueError(f"the model is a {Task(model.config.task).value} classifier, the pool was loaded for {task.value}")
+        raise ConfigError(f"the model is a {Task(model.config.task).value} classifier, "
+                          f"the pool was loaded for {task.value}")
     n = len(examples)
     C = model.config.num_classes
     H = model.config.num_heads
@@ -211,7 +214,7 @@ def run_pool_ids(run_dir: str | Path, pool_size: int) -> list[str]:
     ``unlabeled_ids + extra_unlabeled_ids``, possibly capped by ``data.unlabeled_limit`` (a seeded
     sample). A candidate order is accepted only if its length matches the table and, where the
     run's config and fingerprint are on disk, if it reproduces the run's fingerprint, so a table is
-    never mapped to the wrong examples.
+    never mapped to the wrong examples (:class:`StrategyUnavailableError` when none is accepted).
     """
     run_dir = Path(run_dir)
     manifest = json.loads((run_dir / "split_manifest.json").read_text(encoding="utf-8"))
@@ -234,7 +237,7 @@ def run_pool_ids(run_dir: str | Path, pool_size: int) -> list[str]:
             return cand
         if _fingerprint_of(config, manifest, cand) == fingerprint:
             return cand
-    raise ValueError(
+    raise StrategyUnavailableError(
         f"{run_dir}: cannot map the APM table ({pool_size} rows) to pool ids: the manifest lists {len(ids)} "
         "pool ids and no candidate order reproduces the run's fingerprint (was the pool restricted to the "
         "examples with views?)"
@@ -327,47 +330,38 @@ class Strategy:
         return cand[order[:n]]
 
 
-STRATEGIES: dict[str, Callable[[], Strategy]] = {}
-
-
-def register_strategy(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
-    def deco(cls: type[Strategy]) -> type[Strategy]:
-        cls.name = name
-        STRATEGIES[name] = cls
-        return cls
-
-    return deco
+STRATEGIES: Registry[Strategy] = Registry("strategy")
+"""Every routing strategy by name."""
 
 
 def get_strategy(name: str | Strategy) -> Strategy:
+    """A strategy instance by name (an instance is returned as it is)."""
     if isinstance(name, Strategy):
         return name
-    if name not in STRATEGIES:
-        raise KeyError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}")
-    return STRATEGIES[name]()
+    return STRATEGIES.get(name)()
 
 
-@register_strategy("least_confidence")
+@STRATEGIES.register("least_confidence")
 class LeastConfidence(Strategy):
     def scores(self, scores: PoolScores) -> np.ndarray:
         return 1.0 - scores.probs.max(1)
 
 
-@register_strategy("margin")
+@STRATEGIES.register("margin")
 class Margin(Strategy):
     def scores(self, scores: PoolScores) -> np.ndarray:
         top2 = np.sort(scores.probs, axis=1)[:, -2:]
         return -(top2[:, 1] - top2[:, 0])
 
 
-@register_strategy("entropy")
+@STRATEGIES.register("entropy")
 class Entropy(Strategy):
     def scores(self, scores: PoolScores) -> np.ndarray:
         p = np.clip(scores.probs, 1e-12, 1.0)
         return -(p * np.log(p)).sum(1)
 
 
-@register_strategy("head_disagreement")
+@STRATEGIES.register("head_disagreement")
 class HeadDisagreement(Strategy):
     """Minority votes among the heads, then mean KL of each head to the heads' mean (in [0, 1))."""
 
@@ -385,7 +379,7 @@ class HeadDisagreement(Strategy):
         return minority + kl / (1.0 + kl)
 
 
-@register_strategy("apm_instability")
+@STRATEGIES.register("apm_instability")
 class APMInstability(Strategy):
     """−APM of the predicted class; never-visited examples after all visited ones, by margin."""
 
@@ -405,7 +399,7 @@ class APMInstability(Strategy):
         return out
 
 
-@register_strategy("random")
+@STRATEGIES.register("random")
 class RandomStrategy(Strategy):
     def scores(self, scores: PoolScores) -> np.ndarray:
         return np.zeros(len(scores))
@@ -455,7 +449,7 @@ def route(
     ``exclude`` (indices) are neither reviewed nor pseudo-labeled (e.g. already labeled or queued).
     """
     if not 0.5 <= pseudo_threshold <= 1.0:
-        raise ValueError(f"pseudo_threshold must be in [0.5, 1], got {pseudo_threshold}")
+        raise ConfigError(f"pseudo_threshold must be in [0.5, 1], got {pseudo_threshold}")
     strat = get_strategy(strategy)
     n = len(scores)
     eligible = np.ones(n, dtype=bool)

@@ -27,7 +27,7 @@ class RunData:
 def load_run_data(run_dir: str | Path, data_dir: str | None = None) -> RunData:
     """Rebuild a run's split from its ``config.yaml`` and ``split_manifest.json`` (ids and labels checked)."""
     from guardmatch.config import load_train_config
-    from guardmatch.training.run import load_source
+    from guardmatch.training.run import load_configured_source
 
     run_dir = Path(run_dir)
     for name in ("config.yaml", "split_manifest.json"):
@@ -37,10 +37,10 @@ def load_run_data(run_dir: str | Path, data_dir: str | None = None) -> RunData:
     if data_dir:
         config.data.data_dir = data_dir
     task = config.data.task
-    examples = load_source(config.data.train, task, config.data).examples
+    examples = load_configured_source(config.data.train, task, config.data).examples
     extras: list[Example] = []
     for extra in config.data.extra_unlabeled:
-        extras.extend(load_source(extra, task, config.data, require_label=False).examples)
+        extras.extend(load_configured_source(extra, task, config.data, require_label=False).examples)
     split = Split.from_manifest(run_dir / "split_manifest.json", examples, extras)
     return RunData(run_dir=run_dir, config=config, seed=list(split.labeled) + list(split.validation),
                    pool=list(split.unlabeled), is_round=(run_dir / ROUND_MARKER).is_file())

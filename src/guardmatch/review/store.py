@@ -43,7 +43,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from guardmatch.data.example import LABEL_NAMES, Example, Task, UnknownLabelError, parse_label
-from guardmatch.security import secure_open
+from guardmatch.errors import GuardmatchError
+from guardmatch.storage.files import secure_open
 
 SCHEMA_VERSION = 1
 SKIP = "skip"
@@ -155,8 +156,15 @@ CREATE TABLE IF NOT EXISTS rounds (
 """
 
 
-class StoreError(ValueError):
-    """A store that cannot be opened or an operation that would corrupt it."""
+class StoreError(GuardmatchError, ValueError):
+    """A store that cannot be opened, an operation that would corrupt it, or a bad review."""
+
+
+class UnknownItemError(StoreError, KeyError):
+    """An item id that is not in the store."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 def now() -> str:
@@ -367,7 +375,7 @@ class ReviewStore:
         for i in ids:
             ex = self.item(i)
             if ex is None:
-                raise KeyError(f"unknown item id {i!r}")
+                raise UnknownItemError(f"unknown item id {i!r}")
             out.append(ex)
         return out
 
@@ -424,6 +432,11 @@ class ReviewStore:
         )
         return {r[0] for r in rows}
 
+    def routing_candidates(self) -> list[Example]:
+        """The items a routing round scores: every item not in :meth:`routing_exclusions`, in insertion order."""
+        excluded = self.routing_exclusions()
+        return [ex for ex in self.items() if ex.id not in excluded]
+
     # ------------------------------------------------------------------ reviews
     def add_review(
         self,
@@ -452,14 +465,14 @@ class ReviewStore:
         c = self.conn
         reviewer = (reviewer or "").strip()
         if not reviewer:
-            raise ValueError("a review needs a reviewer name")
+            raise StoreError("a review needs a reviewer name")
         if len(reviewer) > MAX_REVIEWER_CHARS:
-            raise ValueError(f"reviewer name has {len(reviewer):,} characters; at most {MAX_REVIEWER_CHARS}")
+            raise StoreError(f"reviewer name has {len(reviewer):,} characters; at most {MAX_REVIEWER_CHARS}")
         if c.execute("SELECT 1 FROM items WHERE id = ?", (item_id,)).fetchone() is None:
-            raise KeyError(f"unknown item id {item_id!r}")
+            raise UnknownItemError(f"unknown item id {item_id!r}")
         value = _label_value(label)
         if resolve and value is None:
-            raise ValueError("a resolution needs a label, not skip")
+            raise StoreError("a resolution needs a label, not skip")
         action = "resolve" if resolve else ("skip" if value is None else "label")
         stamp = created_at or now()
         key = review_key(item_id, reviewer, value if action != "resolve" else f"resolve:{value}",
@@ -577,7 +590,7 @@ class ReviewStore:
         """``{item_id: (label, provenance)}`` for the given provenances."""
         bad = set(provenance) - set(PROVENANCES)
         if bad:
-            raise ValueError(f"unknown provenance {sorted(bad)}; expected {PROVENANCES}")
+            raise StoreError(f"unknown provenance {sorted(bad)}; expected {PROVENANCES}")
         marks = ",".join("?" * len(provenance))
         rows = self.conn.execute(f"SELECT item_id, label, provenance FROM labels WHERE provenance IN ({marks})",
                                  tuple(provenance))
@@ -603,7 +616,7 @@ class ReviewStore:
             " WHERE i.id = ?", (item_id,)
         ).fetchone()
         if row is None:
-            raise KeyError(f"unknown item id {item_id!r}")
+            raise UnknownItemError(f"unknown item id {item_id!r}")
         version = row["qmv"]
         pred = None
         if version:

@@ -61,6 +61,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from guardmatch.data.example import LABEL_NAMES, Task
 from guardmatch.data.validation import unreadable_field
+from guardmatch.errors import ConfigError, GuardmatchError, UnknownNameError
 from guardmatch.serving.backends import cut_to_window
 from guardmatch.serving.batcher import MicroBatcher, QueueFullError
 
@@ -141,6 +142,7 @@ class Harm(BaseModel):
     label: Literal["unharmful", "harmful"]
     flagged: bool = Field(description="score >= threshold")
     threshold: float
+    profile: str = Field(description="the threshold profile used (header X-Guardmatch-Profile; 'default': the model's own)")
     model: str
     backend: Literal["pytorch", "onnx"]
 
@@ -167,6 +169,7 @@ class ErrorResponse(BaseModel):
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (ModerationRequest, ClassifyRequest)
 
 
+PROFILE_HEADER = "X-Guardmatch-Profile"  # names the threshold profile of one request
 BATCH_TOKENS_PER_WINDOW = 8
 CHARS_PER_TOKEN_ESTIMATE = 4  # English WordPiece averages 4-5 characters a token: a slight over-estimate
 
@@ -194,6 +197,8 @@ class ServerConfig:
     # default BATCH_TOKENS_PER_WINDOW x the model's max_length (8 texts of a full window).
     max_batch_tokens: int | None = None
     length_lanes: int = 4  # texts batched with texts of similar length: lanes up to 1/8, 1/4, 1/2, 1 window
+    # The models' threshold profile used when a request names none (header X-Guardmatch-Profile).
+    default_profile: str | None = None
 
     def batch_tokens(self, max_length: int) -> int:
         return int(self.max_batch_tokens or BATCH_TOKENS_PER_WINDOW * int(max_length))
@@ -227,6 +232,13 @@ class ServedModel:
     def threshold(self) -> float:
         return float(self.classifier.config.threshold)
 
+    def threshold_for(self, profile: str | None) -> float:
+        """The threshold of the model's profile ``profile`` (None: its own); 400 naming the header if unknown."""
+        try:
+            return float(self.classifier.config.threshold_for(profile))
+        except UnknownNameError as exc:
+            raise ApiError(400, str(exc), param=PROFILE_HEADER, code="unknown_profile") from None
+
     @property
     def backend(self) -> str:
         return "onnx" if type(self.classifier).__name__ == "OnnxClassifier" else "pytorch"
@@ -236,13 +248,14 @@ class ServedModel:
         cfg = self.classifier.config
         out = {"name": self.name, "path": self.path, "task": self.task.value, "backend": self.backend,
                "threshold": self.threshold, "temperature": float(cfg.temperature),
-               "calibrated": bool(cfg.calibration), "max_length": int(cfg.max_length)}
+               "calibrated": bool(cfg.calibration), "max_length": int(cfg.max_length),
+               "threshold_profiles": {k: v.threshold for k, v in sorted(cfg.threshold_profiles.items())}}
         if not with_path:
             del out["path"]
         return out
 
 
-class ApiError(Exception):
+class ApiError(GuardmatchError):
     """An error answered with OpenAI's error body."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
@@ -472,13 +485,19 @@ def create_app(
     from fastapi.responses import JSONResponse, Response
 
     if prompt_model is None and response_model is None:
-        raise ValueError("serve at least one model (a prompt model and/or a response model)")
+        raise ConfigError("serve at least one model (a prompt model and/or a response model)")
     if prompt_model is not None and prompt_model.task is not Task.PROMPT:
-        raise ValueError(f"{prompt_model.name}: --prompt-model must be a prompt classifier (task={prompt_model.task.value})")
+        raise ConfigError(f"{prompt_model.name}: --prompt-model must be a prompt classifier (task={prompt_model.task.value})")
     if response_model is not None and response_model.task is not Task.RESPONSE:
-        raise ValueError(f"{response_model.name}: --response-model must be a response classifier "
+        raise ConfigError(f"{response_model.name}: --response-model must be a response classifier "
                          f"(task={response_model.task.value})")
     cfg = config or ServerConfig()
+    for served in (prompt_model, response_model):
+        if served is not None and cfg.default_profile is not None:
+            try:
+                served.classifier.config.threshold_for(cfg.default_profile)
+            except UnknownNameError as exc:
+                raise ConfigError(f"{served.name}: --threshold-profile: {exc}") from None
     metrics = ServerMetrics()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guardmatch-inference")
     models = {k: m for k, m in (("prompt", prompt_model), ("response", response_model)) if m is not None}
@@ -597,6 +616,9 @@ def create_app(
 
     app.add_middleware(Guard)
 
+    def profile_of(request: Request) -> str | None:
+        return request.headers.get(PROFILE_HEADER) or cfg.default_profile
+
     async def json_body(request: Request) -> Any:
         return parse_json_body(await request.body(), cfg)
 
@@ -637,8 +659,9 @@ def create_app(
                                 "(use /v1/classify)", code="no_prompt_model")
         texts = parse_moderation_input(await json_body(request), cfg)
         served = models["prompt"]
+        threshold = served.threshold_for(profile_of(request))
         scores = await score("prompt", [(t, None) for t in texts])
-        results = [_moderation_result(s, served.threshold) for s in scores]
+        results = [_moderation_result(s, threshold) for s in scores]
         metrics.flagged.labels("prompt").inc(sum(r["flagged"] for r in results))
         return {"id": f"modr-{uuid.uuid4().hex}", "model": served.name, "results": results}
 
@@ -658,13 +681,16 @@ def create_app(
             raise ApiError(422, "this server has only a response model: send a 'response' too", param="response")
         values = dict(zip(jobs, await asyncio.gather(*jobs.values())))
         out: dict[str, Any] = {"id": f"clf-{uuid.uuid4().hex}", "prompt_harm": None, "response_harm": None}
+        profile = profile_of(request)
         for key, (s,) in values.items():
             served = models[key]
-            flagged = bool(s >= served.threshold)
+            threshold = served.threshold_for(profile)
+            flagged = bool(s >= threshold)
             if flagged:
                 metrics.flagged.labels(key).inc()
             out[f"{key}_harm"] = {"score": s, "label": LABEL_NAMES[int(flagged)], "flagged": flagged,
-                                  "threshold": served.threshold, "model": served.name, "backend": served.backend}
+                                  "threshold": threshold, "profile": profile or "default", "model": served.name,
+                                  "backend": served.backend}
         return out
 
     def openapi() -> dict[str, Any]:

@@ -19,12 +19,12 @@ from typing import Any, Mapping
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
 from guardmatch.data.example import Task
-from guardmatch.data.loaders import DEFAULT_MAX_TEXT_CHARS, load_file_chunks
+from guardmatch.data.loaders import load_file_chunks
+from guardmatch.data.records import iter_jsonl, open_jsonl_writer
 from guardmatch.progress import make_progress
+from guardmatch.serving.backends import cut_to_window
 from guardmatch.storage.crypto import AtRestCipher
 from guardmatch.storage.lineage import register_derived
-from guardmatch.storage.records import iter_jsonl, open_jsonl_writer
-from guardmatch.serving.backends import cut_to_window
 
 
 def _done_ids(path: Path) -> set[str]:
@@ -60,10 +60,14 @@ def predict_file(
     batch_size: int = 64,
     chunk_size: int = 1024,
     threshold: float | None = None,
+    profile: str | None = None,
     distributed: bool | None = None,
     shard: tuple[int, int] = (0, 1),
 ) -> dict[str, Any]:
     """Score ``input_path`` with ``model`` (a classifier or a model directory); append to ``out_path``.
+
+    Flags at ``threshold``, else at the model's threshold profile ``profile`` (default: its own
+    threshold); each line records the threshold and the profile used.
 
     Data-parallel when started by ``torchrun`` / ``accelerate launch`` (``distributed=None``: when
     ``WORLD_SIZE`` > 1): rank r scores every r-th row (``shard=(r, n)``) into
@@ -77,13 +81,14 @@ def predict_file(
         distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         return _predict_sharded(model, input_path, out_path, format=format, column_mapping=column_mapping,
-                                batch_size=batch_size, chunk_size=chunk_size, threshold=threshold)
+                                batch_size=batch_size, chunk_size=chunk_size, threshold=threshold, profile=profile)
     if isinstance(model, (str, Path)):
         from guardmatch.serving.backends import load_classifier
 
         model = load_classifier(model)
     task = Task(model.config.task)
-    thr = model.config.threshold if threshold is None else threshold
+    thr = model.config.threshold_for(profile) if threshold is None else threshold
+    used_profile = "override" if threshold is not None else (profile or "default")
     window = int(model.config.max_length)
     chunks = load_file_chunks(input_path, format=format, task=task, column_mapping=column_mapping,
                               chunk_size=chunk_size)
@@ -113,7 +118,7 @@ def predict_file(
                 probs = model.score(prompts, responses, batch_size=batch_size)
                 for ex, p in zip(todo, probs):
                     writer.write({"id": ex.id, "p_harmful": round(float(p), 6), "flagged": bool(p >= thr),
-                                  "threshold": thr, "model": name})
+                                  "threshold": thr, "profile": used_profile, "model": name})
                     done.add(ex.id)
                 writer.flush(fsync=True)
                 written += len(todo)

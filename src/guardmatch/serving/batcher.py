@@ -32,8 +32,10 @@ from collections import deque
 from concurrent.futures import Executor
 from typing import Any, Callable, Sequence
 
+from guardmatch.errors import GuardmatchError
 
-class QueueFullError(RuntimeError):
+
+class QueueFullError(GuardmatchError, RuntimeError):
     """More texts are waiting than the server accepts (``queue_limit``): the client should retry later."""
 
 

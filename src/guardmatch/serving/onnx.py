@@ -32,6 +32,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from guardmatch.data.example import Task
+from guardmatch.errors import ConfigError, GuardmatchError
 from guardmatch.model import CONFIG_NAME, GuardClassifierConfig, tokenize_inputs
 from guardmatch.scoring import ScoringMixin
 
@@ -58,7 +59,7 @@ PROBE_RESPONSES = [
 ]
 
 
-class MissingOnnxError(ImportError):
+class MissingOnnxError(GuardmatchError, ImportError):
     """onnxruntime / onnx are not installed."""
 
 
@@ -309,12 +310,12 @@ def export_onnx(
 
     _require_ort()
     if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ValueError(f"unknown quantization {quantize!r}; supported: {', '.join(QUANTIZATIONS)}")
+        raise ConfigError(f"unknown quantization {quantize!r}; supported: {', '.join(QUANTIZATIONS)}")
     source = None
     if isinstance(model, (str, Path)):
         source = str(model)
         if (Path(model) / ONNX_FILE).exists():
-            raise ValueError(f"{model} is already an ONNX export; export from the PyTorch model directory")
+            raise ConfigError(f"{model} is already an ONNX export; export from the PyTorch model directory")
         model = GuardClassifier.from_pretrained(model)
     model = model.cpu().eval()
     out_dir = Path(out_dir)

@@ -1,12 +1,11 @@
 """Storage: everything guardmatch writes that can hold harmful text, and how it is read back.
 
-Modules, one concept each (import from them directly):
+Modules, one concept each (import from them directly; the records layer that reads and writes
+row files on top of them is :mod:`guardmatch.data.records`):
 
 ``files``    owner-only files and directories (0600 / 0700 whatever the umask), atomic writes, the
              cache root (``$GUARDMATCH_CACHE_DIR`` or ``~/.cache/guardmatch``).
 ``crypto``   optional encryption at rest (Fernet; ``$GUARDMATCH_ENCRYPTION_KEY``, rotation).
-``records``  the records layer: streaming JSONL / CSV / Parquet readers with resume offsets and
-             per-row problems, encrypted lines, the JSONL writer.
 ``audit``    the audit log of exports, ingests and purges.
 ``lineage``  the derived-data registry and ``purge``.
 

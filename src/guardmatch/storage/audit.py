@@ -35,7 +35,8 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def audit_log(action: str, what: str | os.PathLike, rows: int | None, path: str | os.PathLike | None = None, **details: Any) -> dict:
+def audit_log(action: str, what: str | os.PathLike, rows: int | None, path: str | os.PathLike | None = None,
+              **details: Any) -> dict:
     """Append one record ``{who, when, action, what, rows, host, pid, **details}``; returns it.
 
     ``action``: e.g. ``export``, ``ingest``, ``purge``; ``what``: the file or dataset concerned.

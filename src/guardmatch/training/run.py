@@ -33,6 +33,7 @@ from guardmatch.data.overlap import check_overlap, remove_overlap
 from guardmatch.data.splits import Split, make_split, stratified_subset
 from guardmatch.data.suites import Suite, load_source, load_suite
 from guardmatch.data.validation import DataError
+from guardmatch.errors import ConfigError
 from guardmatch.evaluation.report import EvaluationReport, evaluate_scores
 from guardmatch.model import GuardClassifier
 from guardmatch.training.optim import scheduled_steps
@@ -58,6 +59,11 @@ class RunResult:
     evaluation: EvaluationReport | None
     timings: dict[str, float]
     is_main: bool = True
+
+
+def _harmful_rate(examples: Sequence[Example]) -> float | None:
+    labels = [ex.label for ex in examples if ex.label is not None]
+    return round(sum(labels) / len(labels), 6) if labels else None
 
 
 def load_configured_source(spec: str, task: Task, data: DataConfig, *, require_label: bool = True) -> LoadResult:
@@ -118,7 +124,7 @@ def load_views(config: TrainConfig, pool: Sequence[Example]) -> list[list[Exampl
 
     views_cfg = config.views
     if not views_cfg.cache:
-        raise ValueError(
+        raise ConfigError(
             f"algorithm {config.algorithm!r} needs strong views: set views.cache (--views) to an augmentation "
             "cache, made with `guardmatch augment`"
         )
@@ -142,7 +148,7 @@ def build_model(config: TrainConfig, num_heads: int, num_outputs: int) -> GuardC
     if config.model.init_from:
         model = GuardClassifier.from_pretrained(config.model.init_from)
         if model.config.num_heads != num_heads or model.config.num_outputs != num_outputs:
-            raise ValueError(
+            raise ConfigError(
                 f"{config.model.init_from} has {model.config.num_heads} head(s) x {model.config.num_outputs} outputs; "
                 f"{config.algorithm} needs {num_heads} x {num_outputs}"
             )
@@ -219,9 +225,9 @@ def run_training(
     timings["data_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    probe = build_algorithm(config.algorithm, config.algorithm_params, num_classes=2, pool_size=max(1, len(pool)))
+    probe = build_algorithm(config.algorithm, config.algorithm_config(), num_classes=2, pool_size=max(1, len(pool)))
     uses_pool = probe.uses_unlabeled
-    algorithm = probe if uses_pool else build_algorithm(config.algorithm, config.algorithm_params, 2, 0)
+    algorithm = probe if uses_pool else build_algorithm(config.algorithm, config.algorithm_config(), 2, 0)
     algorithm.to(accelerator.device)
     views = None
     if uses_pool:
@@ -234,7 +240,7 @@ def run_training(
             console.print(f"[yellow]note:[/] {note}")
             pool = [pool[i] for i in covered]
             views = [views[i] for i in covered]
-            algorithm = build_algorithm(config.algorithm, config.algorithm_params, 2, len(pool))
+            algorithm = build_algorithm(config.algorithm, config.algorithm_config(), 2, len(pool))
             algorithm.to(accelerator.device)
     timings["views_s"] = time.perf_counter() - t
 
@@ -259,6 +265,7 @@ def run_training(
         "allow_hub": config.data.allow_hub,
         "labels": config.data.labels,
         "labeled_examples": len(split.labeled),
+        "train_harmful_rate": _harmful_rate([*split.labeled, *split.validation]),
         "validation_examples": len(split.validation),
         "unlabeled_examples": len(pool) if uses_pool else 0,
         "seed": config.seed,

@@ -23,6 +23,8 @@ from rich.console import Console
 
 from guardmatch.config import TrainConfig
 from guardmatch.data.example import Example
+from guardmatch.data.validation import DataError
+from guardmatch.errors import ConfigError
 from guardmatch.evaluation.metrics import binary_metrics
 from guardmatch.model import GuardClassifier
 from guardmatch.scoring import probs_from_logits
@@ -86,14 +88,14 @@ class Trainer:
         self.on_step = on_step
         self.output_dir = Path(config.output_dir)
         if not self.labeled:
-            raise ValueError("no labeled examples to train on")
+            raise DataError("no labeled examples to train on")
         if any(ex.label is None for ex in self.labeled):
-            raise ValueError("labeled set contains examples without a label")
+            raise DataError("labeled set contains examples without a label")
         if algorithm.uses_unlabeled:
             if not self.unlabeled:
-                raise ValueError(f"{algorithm.name} needs an unlabeled pool, and it is empty")
+                raise DataError(f"{algorithm.name} needs an unlabeled pool, and it is empty")
             if views is None:
-                raise ValueError(
+                raise ConfigError(
                     f"{algorithm.name} needs strong views of the unlabeled pool: configure views.cache "
                     "(generate them with `guardmatch augment`)"
                 )
@@ -260,7 +262,7 @@ class Trainer:
         state = load_checkpoint(ckpt)
         saved_fp = state["trainer_state"].get("fingerprint")
         if saved_fp and self.provenance.get("fingerprint") and saved_fp != self.provenance["fingerprint"]:
-            raise ValueError(
+            raise ConfigError(
                 f"{ckpt} belongs to a different run (config or split changed); use a new output_dir "
                 "or --no-resume"
             )

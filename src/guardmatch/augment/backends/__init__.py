@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from guardmatch.augment.backends.base import (
+    BACKENDS,
     BackendConfig,
     ChatBackend,
     Generation,
@@ -13,21 +14,9 @@ from guardmatch.augment.backends.models import ModelNotFoundError, resolve_model
 
 
 def build_backend(config: BackendConfig) -> ChatBackend:
-    """The backend of ``config.kind`` (heavy libraries are imported only when used)."""
-    if config.kind == "llama-cpp":
-        from guardmatch.augment.backends.llama_cpp import LlamaCppBackend
-
-        return LlamaCppBackend(config)
-    if config.kind == "transformers":
-        from guardmatch.augment.backends.transformers import TransformersBackend
-
-        return TransformersBackend(config)
-    if config.kind == "openai":
-        from guardmatch.augment.backends.openai_compat import OpenAICompatBackend
-
-        return OpenAICompatBackend(config)
-    raise ValueError(f"unknown backend kind {config.kind!r}")
+    """The backend of ``config.kind`` (:data:`BACKENDS`; heavy libraries are imported when it loads)."""
+    return BACKENDS.get(config.kind)(config)
 
 
-__all__ = ["BackendConfig", "ChatBackend", "Generation", "GenerationParams", "Message", "ModelNotFoundError",
+__all__ = ["BACKENDS", "BackendConfig", "ChatBackend", "Generation", "GenerationParams", "Message", "ModelNotFoundError",
            "build_backend", "resolve_model"]

@@ -6,18 +6,26 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
+
+from guardmatch.config import StrictModel
+from guardmatch.registry import Registry
 
 Message = dict[str, str]
-BackendKind = Literal["llama-cpp", "transformers", "openai"]
+
+BACKENDS: Registry[ChatBackend] = Registry("chat backend", modules=(
+    "guardmatch.augment.backends.llama_cpp", "guardmatch.augment.backends.transformers",
+    "guardmatch.augment.backends.openai_compat"))
+"""Every chat backend by ``kind`` (its module is imported on the first lookup; heavy libraries only
+when a backend loads)."""
 
 
-class BackendConfig(BaseModel):
+class BackendConfig(StrictModel):
     """Which LLM answers, and how. Fields a backend does not use are ignored by it."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(protected_namespaces=())
 
-    kind: BackendKind = "llama-cpp"
+    kind: str = Field("llama-cpp", description="a backend of BACKENDS: llama-cpp, transformers, openai")
     model: str = Field("qwen1.5b", description="alias (smollm2, qwen1.5b), GGUF/HF path, Hub id, or server model name")
     # local backends
     threads: int = Field(2, ge=1, description="CPU threads (llama.cpp n_threads, torch threads)")
@@ -36,6 +44,12 @@ class BackendConfig(BaseModel):
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(3, ge=0)
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        BACKENDS.get(kind)  # an unknown kind names the available ones
+        return kind
+
 
 RUNTIME_FIELDS_BY_KIND: dict[str, tuple[str, ...]] = {
     "llama-cpp": ("threads", "parallel"),
@@ -49,10 +63,8 @@ RUNTIME_FIELDS = frozenset({"api_key_env"}).union(*RUNTIME_FIELDS_BY_KIND.values
 resume with more threads or another server address."""
 
 
-class GenerationParams(BaseModel):
+class GenerationParams(StrictModel):
     """Sampling settings of one request."""
-
-    model_config = ConfigDict(extra="forbid")
 
     max_new_tokens: int = Field(256, ge=1)
     temperature: float = Field(0.7, ge=0)
@@ -71,9 +83,11 @@ class Generation:
 
 
 class ChatBackend(ABC):
-    """Generates one assistant reply per conversation. Errors are returned, not raised, per item."""
+    """Generates one assistant reply per conversation. Errors are returned, not raised, per item.
 
-    kind: str
+    ``name`` (the config's ``kind``) is set by ``@BACKENDS.register``."""
+
+    name: str
 
     def __init__(self, config: BackendConfig):
         self.config = config

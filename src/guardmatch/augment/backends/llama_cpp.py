@@ -20,13 +20,12 @@ import queue
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from guardmatch.augment.backends.base import BackendConfig, ChatBackend, Generation, GenerationParams, Message
+from guardmatch.augment.backends.base import BACKENDS, BackendConfig, ChatBackend, Generation, GenerationParams, Message
 from guardmatch.augment.backends.models import file_identity, resolve_model
 
 
+@BACKENDS.register("llama-cpp")
 class LlamaCppBackend(ChatBackend):
-    kind = "llama-cpp"
-
     def __init__(self, config: BackendConfig):
         super().__init__(config)
         self._contexts: list[Any] = []
@@ -34,7 +33,7 @@ class LlamaCppBackend(ChatBackend):
         self.path = resolve_model(config.model)
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.config.model, **file_identity(self.path)}
+        return {"kind": self.name, "model": self.config.model, **file_identity(self.path)}
 
     def load(self) -> None:
         if self._contexts:

@@ -8,17 +8,17 @@ Anything else is a path (GGUF file or HF model directory) or a Hub id / server m
 
 from __future__ import annotations
 
-import os
 from importlib.util import find_spec
 from pathlib import Path
 
+from guardmatch.errors import GuardmatchError
 from guardmatch.storage.files import cache_root
 
 QWEN_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(GuardmatchError, FileNotFoundError):
     """An alias whose files are not installed; the message says how to get them."""
 
 

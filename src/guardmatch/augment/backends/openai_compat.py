@@ -19,12 +19,13 @@ import asyncio
 import os
 from typing import Any
 
-from guardmatch.augment.backends.base import BackendConfig, ChatBackend, Generation, GenerationParams, Message
+from guardmatch.augment.backends.base import BACKENDS, BackendConfig, ChatBackend, Generation, GenerationParams, Message
+from guardmatch.errors import GuardmatchError
 
 NO_KEY = "no-key"  # servers without auth ignore it; the SDK needs some key
 
 
-class ServerError(RuntimeError):
+class ServerError(GuardmatchError, RuntimeError):
     """The server could not be reached or keeps failing."""
 
 
@@ -36,9 +37,8 @@ def _openai():
     return openai
 
 
+@BACKENDS.register("openai")
 class OpenAICompatBackend(ChatBackend):
-    kind = "openai"
-
     def __init__(self, config: BackendConfig):
         super().__init__(config)
         self.base_url = config.base_url.rstrip("/")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from guardmatch.augment.backends.base import BackendConfig, ChatBackend, Generation, GenerationParams, Message
+from guardmatch.augment.backends.base import BACKENDS, BackendConfig, ChatBackend, Generation, GenerationParams, Message
 from guardmatch.augment.backends.models import file_identity, resolve_model
 
 
@@ -21,16 +21,15 @@ def plain_chat(messages: list[Message]) -> str:
     return "".join(f"{names.get(m['role'], m['role'])}: {m['content']}\n" for m in messages) + "Assistant:"
 
 
+@BACKENDS.register("transformers")
 class TransformersBackend(ChatBackend):
-    kind = "transformers"
-
     def __init__(self, config: BackendConfig, model: Any = None, tokenizer: Any = None):
         super().__init__(config)
         self.path = resolve_model(config.model)
         self.model, self.tokenizer = model, tokenizer
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.config.model, **file_identity(self.path)}
+        return {"kind": self.name, "model": self.config.model, **file_identity(self.path)}
 
     def load(self) -> None:
         import torch
