@@ -49,6 +49,14 @@ class DataConfig(StrictModel):
     extra_unlabeled: list[str] = Field(default_factory=list, description="more unlabeled sources (labels hidden)")
     unlabeled_limit: int | None = Field(None, ge=1, description="cap on the unlabeled pool (seeded sample)")
     suite: str | None = Field("auto", description="test suite evaluated after training: prompt, response, none")
+    deployment_sets: list[str] = Field(default_factory=list, description=(
+        "suite test sets split by the deployment protocol (guardmatch.data.deployment): each is evaluated "
+        "on its evaluation half only (reported as '<name>@eval')"))
+    deployment_pool: bool = Field(False, description=(
+        "add the deployment halves of `deployment_sets` (labels hidden) to the unlabeled pool"))
+    in_source_pool: bool = Field(True, description="keep the rest of `train` in the unlabeled pool (False: "
+                                                   "the pool is only `extra_unlabeled` and deployment halves)")
+    deployment_seed: int = 20251203
     on_overlap: Literal["error", "drop"] = Field(
         "drop", description="train rows whose text is also in a test set: drop them (reported) or stop"
     )
@@ -59,6 +67,22 @@ class DataConfig(StrictModel):
         if isinstance(v, int) and v < 2:
             raise ValueError("the labeled budget must be at least 2 (or 'all')")
         return v
+
+    @model_validator(mode="after")
+    def _deployment(self) -> "DataConfig":
+        if self.deployment_pool and not self.deployment_sets:
+            raise ValueError("deployment_pool needs deployment_sets (the test sets whose halves form the pool)")
+        if self.deployment_sets and self.suite_name() is None:
+            raise ValueError("deployment_sets split the suite's test sets: set a suite")
+        if self.deployment_sets:
+            from guardmatch.data.deployment import DEPLOYMENT_SETS
+
+            allowed = DEPLOYMENT_SETS[self.task]
+            bad = [n for n in self.deployment_sets if n not in allowed]
+            if bad:
+                raise ValueError(f"deployment_sets {bad}: the {self.task.value} task's external sets are "
+                                 f"{', '.join(allowed)}")
+        return self
 
     def suite_name(self) -> str | None:
         if self.suite in (None, "none", ""):

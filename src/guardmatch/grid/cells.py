@@ -129,6 +129,10 @@ def cell_config(grid: GridConfig, cell: Cell, extra_unlabeled: list[str] | None 
         aug = grid.augmenters[cell.augmenter]
         fixed["views"] = {"cache": views_cache or aug.cache, "cache_dir": aug.cache_dir,
                           "min_coverage": aug.min_coverage}
+    if cell.kind == "run":
+        pspec = grid.pools[cell.pool]
+        if pspec.deployment or not pspec.in_source:
+            fixed["data"].update({"deployment_pool": pspec.deployment, "in_source_pool": pspec.in_source})
     data = deep_merge(data, fixed)
     if extra_unlabeled:
         data.setdefault("data", {})

@@ -74,6 +74,9 @@ class PoolSpec(StrictModel):
         default_factory=list,
         description="response-task datasets whose distinct prompts join a prompt-task pool (unlabeled)",
     )
+    deployment: bool = Field(False, description=(
+        "the deployment halves of the task's data.deployment_sets join the pool (labels hidden)"))
+    in_source: bool = Field(True, description="keep the rest of the training source in the pool")
     budgets: list[Budget] | None = Field(None, description="budgets run with this pool (default: the task's)")
     methods: list[str] | None = Field(None, description="SSL methods run with this pool (default: all)")
     augmenters: list[str] | None = Field(None, description="augmenters run with this pool (default: all)")
@@ -81,7 +84,7 @@ class PoolSpec(StrictModel):
 
     @property
     def widens(self) -> bool:
-        return bool(self.extra_unlabeled or self.prompts_from)
+        return bool(self.extra_unlabeled or self.prompts_from or self.deployment)
 
 
 class BaselineSpec(StrictModel):

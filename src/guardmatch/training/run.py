@@ -27,6 +27,7 @@ from rich.console import Console
 
 from guardmatch.algorithms import build_algorithm
 from guardmatch.config import DataConfig, TrainConfig
+from guardmatch.data.deployment import DeploymentSplit, deployment_splits
 from guardmatch.data.example import Example, Task
 from guardmatch.data.loaders import LoadResult
 from guardmatch.data.overlap import check_overlap, remove_overlap
@@ -48,6 +49,7 @@ class PreparedData:
     pool: list[Example]
     suite: Suite | None
     notes: list[str] = field(default_factory=list)
+    deployment: dict[str, DeploymentSplit] = field(default_factory=dict)  # the suite sets split by the protocol
 
 
 @dataclass
@@ -96,7 +98,19 @@ def prepare_data(config: TrainConfig, console: Console | None = None) -> Prepare
                 raise DataError(problems, context=f"{data.train} overlaps the {data.suite_name()} suite")
             examples, removed = remove_overlap(examples, suite, task)
             notes.append(f"removed {removed} training rows whose text is also in a test set ({len(problems)} test rows)")
+    deployment: dict[str, DeploymentSplit] = {}
+    if data.deployment_sets and suite is not None:
+        deployment = deployment_splits(suite.sets, task, seed=data.deployment_seed, names=tuple(data.deployment_sets))
+        missing = [n for n in data.deployment_sets if n not in deployment]
+        if missing:
+            raise ConfigError(f"data.deployment_sets {missing}: not in the {suite.name} suite ({', '.join(suite)})")
+        suite = evaluation_halves(suite, deployment)
+        notes.append(f"deployment protocol (seed {data.deployment_seed}): {', '.join(deployment)} evaluated on their "
+                     "evaluation halves ('@eval'); their deployment halves are "
+                     + ("in the unlabeled pool (labels hidden)" if data.deployment_pool else "not used"))
     extras: list[Example] = []
+    if data.deployment_pool:
+        extras.extend(ex for d in deployment.values() for ex in d.pool)
     for extra in data.extra_unlabeled:
         extra_examples = load_configured_source(extra, task, data, require_label=False).examples
         if suite is not None:
@@ -109,13 +123,29 @@ def prepare_data(config: TrainConfig, console: Console | None = None) -> Prepare
         extra_unlabeled=extras, source=data.train,
     )
     pool = list(split.unlabeled)
+    if not data.in_source_pool:
+        extra_ids = set(split.manifest.extra_unlabeled_ids)
+        pool = [ex for ex in pool if ex.id in extra_ids]
+        notes.append(f"unlabeled pool: only the extra and deployment sources ({len(pool)} texts), not the rest of "
+                     f"{data.train}")
     if data.unlabeled_limit is not None and len(pool) > data.unlabeled_limit:
         keep = np.sort(np.random.default_rng([config.seed, 13]).choice(len(pool), data.unlabeled_limit, replace=False))
         pool = [pool[i] for i in keep]
         notes.append(f"unlabeled pool capped at {data.unlabeled_limit}")
     for note in notes:
         (console or Console(stderr=True)).print(f"[dim]note:[/] {note}")
-    return PreparedData(split=split, pool=pool, suite=suite, notes=notes)
+    return PreparedData(split=split, pool=pool, suite=suite, notes=notes, deployment=deployment)
+
+
+def evaluation_halves(suite: Suite, deployment: dict[str, DeploymentSplit]) -> Suite:
+    """``suite`` with each split set replaced by its evaluation half, named ``<name>@eval``."""
+    out = Suite(suite.name, suite.task, notes=list(suite.notes))
+    for key in suite:
+        name = f"{key}@eval" if key in deployment else key
+        out.sets[name] = deployment[key].evaluation if key in deployment else suite.sets[key]
+        out.datasets[name], out.origins[name], out.reports[name] = (suite.datasets[key], suite.origins[key],
+                                                                    suite.reports[key])
+    return out
 
 
 def load_views(config: TrainConfig, pool: Sequence[Example]) -> list[list[Example]]:
