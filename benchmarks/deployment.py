@@ -2,7 +2,7 @@
 
     python benchmarks/deployment.py views                  # EDA views of every deployment pool (shipped views/)
     guardmatch grid --config configs/deployment_frozen.yaml  # the SSL cells: pool = in-source / deployment / both
-    python benchmarks/deployment.py report [--models 3]    # label shift + thresholds; tables
+    python benchmarks/deployment.py report [--models 1]    # label shift + thresholds; tables
 
 Protocol (:mod:`guardmatch.data.deployment`, seed 20251203): every external test set (prompt task:
 OAIMod, XSTest, Aegis; response task: WildGuardTest responses, XSTest responses) is split, label-
@@ -12,8 +12,8 @@ halves (``<set>@eval``); WildGuardTest prompts stay whole (in-source test set). 
 are read only by :meth:`DeploymentSplit.diagnostic_pool_labels`, for the "true rate" column of the
 label-shift table (a diagnostic, named as such).
 
-``report`` reads the grid's results (``runs/grid/deployment_frozen``), and for the supervised and the
-FixMatch (in-source pool) models of each seed: estimates each deployment pool's harmful rate by EM
+``report`` reads the grid's saved models (``runs/grid/deployment_frozen``), and for the supervised,
+FixMatch (in-source pool) and FixMatch (in-source + deployment pools) models of the first ``--models`` seeds: estimates each deployment pool's harmful rate by EM
 on the model's calibrated scores (Saerens et al. 2002) with a bootstrap interval, adapts the
 threshold to it, and reports F1 on the evaluation half before and after. Writes
 ``benchmarks/results/deployment.json`` and ``deployment.md``.
@@ -79,8 +79,9 @@ def label_shift_rows(models: int) -> list[dict[str, Any]]:
     rows = []
     for task in (Task.PROMPT, Task.RESPONSE):
         sp = splits(task)
-        cells = sorted((GRID / task.value / "in_source").glob("*/200/seed*/model/guardmatch.json"))
-        cells = [c for c in cells if c.parts[-5] in ("supervised", "fixmatch-eda")][: 2 * models]
+        cells = sorted(GRID.glob(f"{task.value}/*/*/200/seed*/model/guardmatch.json"))
+        wanted = {("in_source", "supervised"), ("in_source", "fixmatch-eda"), ("in_source_plus_deployment", "fixmatch-eda")}
+        cells = [c for c in cells if (c.parts[-6], c.parts[-5]) in wanted and int(c.parts[-3][4:]) < models]
         for cfg_file in cells:
             model = GuardClassifier.from_pretrained(cfg_file.parent)
             prior = model.config.calibrated_prior() or 0.5
@@ -138,7 +139,7 @@ def report(models: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=["views", "report"])
-    ap.add_argument("--models", type=int, default=3, help="seeds per method in the label-shift table")
+    ap.add_argument("--models", type=int, default=1, help="seeds per model kind in the label-shift table")
     args = ap.parse_args()
     import torch
 

@@ -64,7 +64,8 @@ def _as_logits(logits: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
     return z
 
 
-def nll(logits: Sequence[Sequence[float]] | np.ndarray, labels: Sequence[int], temperature: float = 1.0) -> float:
+def nll(logits: Sequence[Sequence[float]] | np.ndarray, labels: Sequence[int] | np.ndarray,
+        temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of ``labels`` under ``softmax(logits / temperature)``."""
     z = _as_logits(logits) / float(temperature)
     y = np.asarray(labels, dtype=np.int64)
@@ -75,7 +76,7 @@ def nll(logits: Sequence[Sequence[float]] | np.ndarray, labels: Sequence[int], t
 
 def fit_temperature(
     logits: Sequence[Sequence[float]] | np.ndarray,
-    labels: Sequence[int],
+    labels: Sequence[int] | np.ndarray,
     *,
     bounds: tuple[float, float] = _T_BOUNDS,
 ) -> float:
@@ -143,8 +144,8 @@ def _rates(y: np.ndarray, p: np.ndarray, thresholds: np.ndarray) -> dict[str, np
 
 
 def choose_threshold(
-    labels: Sequence[int],
-    probs: Sequence[float],
+    labels: Sequence[int] | np.ndarray,
+    probs: Sequence[float] | np.ndarray,
     target: Target | str = "f1",
     value: float | None = None,
     *,

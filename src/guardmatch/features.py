@@ -22,7 +22,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence, cast
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from guardmatch.data.example import Example, Task, text_hash
 from guardmatch.progress import make_progress
 from guardmatch.storage.files import cache_root, secure_mkdir, secure_open, write_secure_text
 
+if TYPE_CHECKING:
+    from transformers.models.deberta_v2.modeling_deberta_v2 import DebertaV2Encoder
+
 # ---------------------------------------------------------------------------------------------
 # Splitting an encoder at a layer
 # ---------------------------------------------------------------------------------------------
@@ -40,6 +43,12 @@ from guardmatch.storage.files import cache_root, secure_mkdir, secure_open, writ
 class _Stop(Exception):
     def __init__(self, value: torch.Tensor):
         self.value = value
+
+
+class _BertMasks(Protocol):
+    """A BERT-family encoder that builds its masks with ``_create_attention_masks`` (checked by ``LayerSplit``)."""
+
+    def _create_attention_masks(self, **kwargs: Any) -> tuple[Any, Any]: ...
 
 
 class LayerSplit:
@@ -95,7 +104,7 @@ class LayerSplit:
         """Run layers [start, L) on ``hidden``: the encoder's last hidden state."""
         layers = self.layers[self.start :]
         if self.kind == "deberta":
-            enc = self.encoder.encoder
+            enc = cast("DebertaV2Encoder", self.encoder.encoder)  # kind "deberta": a DebertaV2Encoder
             mask = enc.get_attention_mask(attention_mask)
             rel_pos = enc.get_rel_pos(hidden)
             rel_emb = enc.get_rel_embedding()
@@ -104,7 +113,7 @@ class LayerSplit:
             for layer in layers:
                 hidden, _ = layer(hidden, mask, relative_pos=rel_pos, rel_embeddings=rel_emb)
             return hidden
-        mask, _ = self.encoder._create_attention_masks(
+        mask, _ = cast(_BertMasks, self.encoder)._create_attention_masks(
             attention_mask=attention_mask, encoder_attention_mask=None, embedding_output=hidden,
             encoder_hidden_states=None, cache=None,
         )

@@ -71,6 +71,8 @@ class GuardmatchForSequenceClassification(PreTrainedModel):
         from guardmatch.model import masked_mean
 
         if attention_mask is None:
+            if input_ids is None:
+                raise ValueError("input_ids or attention_mask is required")
             attention_mask = torch.ones_like(input_ids)
         extra = {}
         if token_type_ids is not None and getattr(self.encoder.config, "type_vocab_size", 2) >= 2:

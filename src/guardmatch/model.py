@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from guardmatch.data.example import LABEL_NAMES, Task
 from guardmatch.encoders import resolve_encoder
@@ -118,7 +118,7 @@ class GuardClassifier(ScoringMixin, nn.Module):
     :meth:`score` the calibrated P(harmful).
     """
 
-    def __init__(self, config: GuardClassifierConfig, encoder: nn.Module, tokenizer: PreTrainedTokenizerBase):
+    def __init__(self, config: GuardClassifierConfig, encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase):
         super().__init__()
         self.config = config
         self.encoder = encoder
@@ -236,7 +236,7 @@ class GuardClassifier(ScoringMixin, nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def pooled(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Masked mean of the encoder's last hidden states: ``[N, d]``."""
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         if "token_type_ids" in kwargs and getattr(self.encoder.config, "type_vocab_size", 2) < 2:
@@ -261,6 +261,8 @@ class GuardClassifier(ScoringMixin, nn.Module):
         (``lower_hidden``, see :mod:`guardmatch.features`), or from cached pooled vectors."""
         if pooled is not None:
             return self.head_logits(pooled)
+        if attention_mask is None:
+            raise ValueError("attention_mask is required unless pooled features are given")
         if lower_hidden is not None:
             split = getattr(self, "layer_split", None)
             if split is None:
@@ -350,8 +352,8 @@ def _looks_like_repo_id(name: str) -> bool:
 
 
 def _model_max_length(tokenizer: PreTrainedTokenizerBase, encoder: nn.Module) -> int:
-    limits = [getattr(encoder.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
-    limits = [int(x) for x in limits if isinstance(x, int) and 0 < x < 100_000]
+    found = [getattr(encoder.config, "max_position_embeddings", None), getattr(tokenizer, "model_max_length", None)]
+    limits = [int(x) for x in found if isinstance(x, int) and 0 < x < 100_000]
     return min(limits) if limits else 512
 
 

@@ -32,6 +32,10 @@ class APMTable(nn.Module):
     ``last_labels`` keeps each head's latest weak pseudo-label (-1 = never visited).
     """
 
+    apm: Tensor
+    visits: Tensor
+    last_labels: Tensor
+
     def __init__(self, num_heads: int, pool_size: int, num_outputs: int, delta: float) -> None:
         super().__init__()
         self.delta = float(delta)

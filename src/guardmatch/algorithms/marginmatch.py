@@ -87,6 +87,14 @@ class MarginMatch(SSLAlgorithm):
 
     config_cls = MarginMatchConfig
     config: MarginMatchConfig
+    gamma: Tensor
+    # registered only with gamma_mode == "virtual_class"
+    is_threshold: Tensor
+    threshold_apm: Tensor
+    threshold_visits: Tensor
+    last_resample_step: Tensor
+    threshold_period: Tensor
+    rng_state: Tensor
 
     def __init__(self, config=None, num_classes: int = 2, pool_size: int = 0) -> None:
         super().__init__(config, num_classes=num_classes, pool_size=pool_size)

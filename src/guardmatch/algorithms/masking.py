@@ -105,6 +105,9 @@ class FlexMatchThreshold(ConfidencePolicy):
     every example already holds a confident label (USB skips the update then, leaving it stale).
     """
 
+    selected_label: Tensor
+    classwise_acc: Tensor
+
     def __init__(self, num_classes: int, pool_size: int, threshold: float = 0.95, warmup: bool = True) -> None:
         super().__init__(num_classes)
         if pool_size <= 0:
@@ -150,6 +153,9 @@ class FreeMatchSAT(ConfidencePolicy):
     differs). Updated once per step: USB MultiMatch updates each head's SAT twice (known bug 3 in
     docs/ALGORITHMS.md).
     """
+
+    tau: Tensor
+    p_tilde: Tensor
 
     def __init__(self, num_classes: int, momentum: float = 0.999) -> None:
         super().__init__(num_classes)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from guardmatch.algorithms.base import (
     resolve_every,
     supervised_loss,
 )
-from guardmatch.algorithms.masking import build_policy
+from guardmatch.algorithms.masking import ConfidencePolicy, build_policy
 
 
 class MultiMatchConfig(AlgorithmConfig):
@@ -71,6 +71,11 @@ class MultiMatch(SSLAlgorithm):
 
     config_cls = MultiMatchConfig
     config: MultiMatchConfig
+    gamma: Tensor
+    calibrated: Tensor
+    last_recalibration_step: Tensor
+    recalibrate_every: Tensor
+    others: Tensor
 
     def __init__(self, config=None, num_classes: int = 2, pool_size: int = 0) -> None:
         super().__init__(config, num_classes=num_classes, pool_size=pool_size)
@@ -96,6 +101,11 @@ class MultiMatch(SSLAlgorithm):
     @property
     def num_heads(self) -> int:
         return self.config.num_heads
+
+    @property
+    def head_policies(self) -> list[ConfidencePolicy]:
+        """``self.policies`` typed: the ModuleList holds one :class:`ConfidencePolicy` per head."""
+        return [cast(ConfidencePolicy, policy) for policy in self.policies]
 
     # ---------------------------------------------------------------------------- thresholds
     @torch.no_grad()
@@ -138,7 +148,7 @@ class MultiMatch(SSLAlgorithm):
     @torch.no_grad()
     def aux_mask(self, probs: Tensor) -> Tensor:
         """m_aux for each target head h: ``policy_i.mask(q_i) OR policy_j.mask(q_j)``, ``[3, n]``."""
-        conf = torch.stack([policy.mask(probs[h]) for h, policy in enumerate(self.policies)])
+        conf = torch.stack([policy.mask(probs[h]) for h, policy in enumerate(self.head_policies)])
         return torch.maximum(conf[self.others[:, 0]], conf[self.others[:, 1]])
 
     # --------------------------------------------------------------------------------- step
@@ -165,7 +175,7 @@ class MultiMatch(SSLAlgorithm):
                 self.recalibrate_every.fill_(resolve_every(self.config.recalibrate_every, self.pool_size, gathered_batch))
             self.table.update(z_g, ids_g)
             probs_g = z_g.softmax(dim=-1)
-            for h, policy in enumerate(self.policies):
+            for h, policy in enumerate(self.head_policies):
                 policy.update(probs_g[h], ids_g)
 
             probs = z_w.softmax(dim=-1)
@@ -195,5 +205,5 @@ class MultiMatch(SSLAlgorithm):
         for h in range(H):
             for c in range(C):
                 logs[f"gamma_h{h}_c{c}"] = self.gamma[h, c].item()
-            logs.update(self.policies[h].logs(prefix=f"h{h}_"))
+            logs.update(self.head_policies[h].logs(prefix=f"h{h}_"))
         return StepOutput(loss, logs)

@@ -137,7 +137,7 @@ class Augmenter(ABC):
             return {}
         from guardmatch.augment.backends.base import RUNTIME_FIELDS_BY_KIND
 
-        return {k: backend[k] for k in RUNTIME_FIELDS_BY_KIND.get(backend.get("kind"), ()) if k in backend}
+        return {k: backend[k] for k in RUNTIME_FIELDS_BY_KIND.get(backend.get("kind", ""), ()) if k in backend}
 
     def fingerprint(self) -> str:
         """sha256 of :meth:`describe`: the same augmenter and settings always map to one cache."""

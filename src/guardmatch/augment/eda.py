@@ -160,10 +160,10 @@ class EDAAugmenter(Augmenter):
                 parts[i] = m.group(1) + _match_case(m.group(2), syn) + m.group(3)
         elif op == "ri":
             n = max(1, int(cfg.alpha_ri * len(words)))
-            cands = [m.group(2) for i in words if (m := _WORD.match(parts[i])) and m.group(2).lower() not in STOP_WORDS
-                     and _lookup(m.group(2), table)]
-            for _ in range(n if cands else 0):
-                syn = rng.choice(_lookup(rng.choice(cands), table))
+            cand_words = [m.group(2) for i in words if (m := _WORD.match(parts[i])) and m.group(2).lower() not in STOP_WORDS
+                          and _lookup(m.group(2), table)]
+            for _ in range(n if cand_words else 0):
+                syn = rng.choice(_lookup(rng.choice(cand_words), table))
                 words_now = [i for i, p in enumerate(parts) if not p.isspace()]
                 at = rng.choice(words_now)
                 parts[at:at] = [syn, " "]

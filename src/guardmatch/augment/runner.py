@@ -14,7 +14,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 from pydantic import BaseModel
 from rich.console import Console
@@ -171,7 +171,7 @@ def augment(
                             rejected[reason] += 1
                             if slot.attempts + 1 < max_attempts:
                                 queue.append(_Slot(slot.example, slot.view, slot.attempts + 1))
-                                bar.update(tid, total=bar.tasks[0].total + 1)
+                                bar.update(tid, total=cast(float, bar.tasks[0].total) + 1)  # added with a total
                     writer.flush()
                     elapsed = time.perf_counter() - t0
                     bar.update(tid, advance=len(batch),

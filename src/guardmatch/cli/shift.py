@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TypedDict
 
 import typer
 
@@ -13,6 +13,13 @@ from guardmatch.cli.common import console, friendly_errors
 from guardmatch.cli.data import data_app
 from guardmatch.data.example import Task
 from guardmatch.errors import ConfigError
+
+
+class _SourceOptions(TypedDict):
+    """The ``load_source`` keywords shared by the seed, pool and test sources."""
+
+    data_dir: str | None
+    allow_hub: bool
 
 
 @data_app.command("shift")
@@ -43,17 +50,17 @@ def shift(
     MMD (RBF kernel, median heuristic, permutation p-value) and a classifier two-sample test on
     MiniLM sentence embeddings, nearest-neighbour coverage, length and style statistics.
     """
-    from guardmatch.data.splits import make_split
+    from guardmatch.data.splits import Budget, make_split
     from guardmatch.data.suites import load_source, load_suite
     from guardmatch.evaluation.shift import Embedder, TextSet, shift_report
 
     with friendly_errors():
-        kwargs = {"data_dir": data_dir, "allow_hub": hub}
+        kwargs: _SourceOptions = {"data_dir": data_dir, "allow_hub": hub}
         seed_examples = load_source(seed_source, task, **kwargs).examples
         sets: list[TextSet] = []
         seed_name = Path(seed_source).name
         if labels is not None:
-            budget = "all" if labels == "all" else int(labels)
+            budget: Budget = "all" if labels == "all" else int(labels)
             split = make_split(seed_examples, budget, seed=split_seed)
             seed_examples = split.labeled + split.validation
             seed_name = f"{seed_name} ({len(seed_examples)} labels, seed {split_seed})"

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence, cast
 
 import typer
 
 from guardmatch.cli.common import console, friendly_errors, parse_assignments, print_json, stdout
-from guardmatch.data.example import Task
+from guardmatch.data.example import Example, Task
 from guardmatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def train(
@@ -92,6 +95,7 @@ def evaluate(
 
     with friendly_errors():
         model = load_classifier(model_dir)  # a PyTorch model or an ONNX export
+        sets: Mapping[str, Sequence[Example]]
         if input_file is not None:
             result = load_file(input_file, format=input_format, task=model.task)
             sets = {input_file.name: result.examples}
@@ -107,7 +111,7 @@ def evaluate(
             from guardmatch.evaluation.slices import metrics_by_segment
 
             examples = sets[input_file.name]
-            probs = report.results[input_file.name].scores
+            probs = cast("np.ndarray", report.results[input_file.name].scores)  # evaluate_scores keeps the scores
             slices = metrics_by_segment(examples, probs, report.threshold, by)
         if out:
             report.save(out)
@@ -118,7 +122,7 @@ def evaluate(
         print_json(data)
     else:
         stdout.print(report.to_markdown())
-        if slices is not None:
+        if slices is not None and by is not None:  # slices are only computed with --by
             stdout.print(_slices_markdown(_rows(slices), by))
 
 

@@ -32,7 +32,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Literal, Mapping, Sequence, cast
 
 from guardmatch.data.example import (
     LABEL_NAMES,
@@ -284,7 +284,7 @@ class _OaiMod(DatasetFormat):
     def matches(self, columns):
         return "prompt" in columns and "label" not in columns and bool(columns & set(OAIMOD_FLAGS))
 
-    def fields(self, row, index, task, source):
+    def fields(self, row: dict[str, Any], index: int, task: Task, source: str) -> RowFields:
         annotated: dict[str, int] = {}
         for flag in OAIMOD_FLAGS:
             value = row.get(flag)
@@ -562,7 +562,7 @@ def _convert(
         if raw.problem is not None:
             drop(raw.problem)
             continue
-        row = _rename(raw.data, mapping)
+        row = _rename(cast(dict[str, Any], raw.data), mapping)  # a record without a problem has data
         try:
             f = adapter.fields(row, raw.index, task, source)
             built = _check_row(f, row, fmt, task, label_mapping, require_label, max_text_chars)
@@ -592,8 +592,8 @@ def _convert(
         if len(rows_missing) == 1:
             text = f"the row has no {column!r} field"
         else:
-            shown = ", ".join(map(str, rows_missing[:5])) + (", ..." if len(rows_missing) > 5 else "")
-            text = f"{len(rows_missing):,} rows have no {column!r} field (rows {shown})"
+            listed = ", ".join(map(str, rows_missing[:5])) + (", ..." if len(rows_missing) > 5 else "")
+            text = f"{len(rows_missing):,} rows have no {column!r} field (rows {listed})"
         report.add(Problem(label, rows_missing[0], column, f"missing column: {text}"))
     if prompt_label_on_response_rows:
         rows_shown = ", ".join(map(str, prompt_label_on_response_rows[:5]))

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import itertools
 import json
 import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, Literal, TypeVar
+from typing import Any, Iterable, Iterator, Literal, TypeVar
 
 from guardmatch.data.validation import Problem, unreadable_field, unreadable_text
 from guardmatch.errors import GuardmatchError
@@ -150,7 +151,9 @@ class _Source:
 
     def __init__(self, path: Path):
         self.raw = open(path, "rb")
-        self.fh: BinaryIO = gzip.GzipFile(fileobj=self.raw) if path.name.lower().endswith(".gz") else self.raw
+        self.fh: gzip.GzipFile | io.BufferedReader = (
+            gzip.GzipFile(fileobj=self.raw) if path.name.lower().endswith(".gz") else self.raw
+        )
 
     def progress(self) -> int:
         return self.raw.tell()
@@ -354,7 +357,8 @@ def _read_parquet(path: Path, start: int) -> Iterator[Record]:
     pf = pq.ParquetFile(path)
     total = max(pf.metadata.num_rows, 1)
     size = path.stat().st_size
-    groups, first_row, seen = [], 0, 0
+    groups: list[int] = []
+    first_row, seen = 0, 0
     for g in range(pf.num_row_groups):
         n = pf.metadata.row_group(g).num_rows
         if seen + n > start:

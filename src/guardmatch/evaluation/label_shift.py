@@ -80,7 +80,7 @@ def em_prior(p: Sequence[float] | np.ndarray, source_prior: float, *, max_iter: 
     return EMResult(q, max_iter, False)
 
 
-def bbse_prior(source_p: Sequence[float] | np.ndarray, source_labels: Sequence[int],
+def bbse_prior(source_p: Sequence[float] | np.ndarray, source_labels: Sequence[int] | np.ndarray,
                target_p: Sequence[float] | np.ndarray, threshold: float = 0.5) -> float:
     """Lipton et al. (2018) BBSE with hard predictions at ``threshold``; q clipped to [0, 1]."""
     sp, tp = _probs(source_p, "source probabilities"), _probs(target_p, "target probabilities")
@@ -132,7 +132,7 @@ def estimate_prior(target_p: Sequence[float] | np.ndarray, source_prior: float, 
     tp = _probs(target_p, "target probabilities")
     rng = np.random.default_rng(seed)
     if method == "em":
-        def fit(t: np.ndarray, _s: Any = None) -> float:
+        def fit(t: np.ndarray, s: Any = None) -> float:  # s: bootstrap indices, unused by em
             return em_prior(t, source_prior).prior
     elif method == "bbse":
         if source_p is None or source_labels is None:

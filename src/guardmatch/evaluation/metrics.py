@@ -9,7 +9,8 @@ import numpy as np
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_fscore_support
 
 
-def binary_metrics(y_true: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> dict[str, Any]:
+def binary_metrics(y_true: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray,
+                   threshold: float = 0.5) -> dict[str, Any]:
     """F1, precision and recall of the harmful class (1) at ``threshold``, AUPRC and confusion counts."""
     y = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(probs, dtype=np.float64)
@@ -37,7 +38,8 @@ def binary_metrics(y_true: Sequence[int], probs: Sequence[float], threshold: flo
 
 
 def threshold_sweep(
-    y_true: Sequence[int], probs: Sequence[float], thresholds: Sequence[float] | None = None
+    y_true: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray,
+    thresholds: Sequence[float] | np.ndarray | None = None,
 ) -> list[dict[str, float]]:
     """Precision, recall, F1 and FPR at each threshold (default 0.05, 0.10, ..., 0.95)."""
     if thresholds is None:
@@ -49,7 +51,7 @@ def threshold_sweep(
     return rows
 
 
-def best_f1_threshold(y_true: Sequence[int], probs: Sequence[float]) -> tuple[float, float]:
+def best_f1_threshold(y_true: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """The threshold (midpoint between distinct scores) that maximises harmful-class F1."""
     y = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(probs, dtype=np.float64)
@@ -66,7 +68,8 @@ def best_f1_threshold(y_true: Sequence[int], probs: Sequence[float]) -> tuple[fl
     return thr, float(f1[best])
 
 
-def expected_calibration_error(y_true: Sequence[int], probs: Sequence[float], n_bins: int = 15) -> float:
+def expected_calibration_error(y_true: Sequence[int] | np.ndarray, probs: Sequence[float] | np.ndarray,
+                               n_bins: int = 15) -> float:
     """ECE of P(harmful) with equal-width bins: sum_b |B|/N * |mean(y in B) - mean(p in B)|."""
     y = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(probs, dtype=np.float64)

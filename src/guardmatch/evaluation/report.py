@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
 import numpy as np
 
@@ -75,14 +75,14 @@ class EvaluationReport:
             sdir = directory / "scores"
             sdir.mkdir(exist_ok=True)
             for name, r in self.results.items():
-                if r.scores is not None:
+                if r.scores is not None and r.labels is not None:  # set together by evaluate_scores
                     np.save(sdir / f"{name}.scores.npy", r.scores, allow_pickle=False)
                     np.save(sdir / f"{name}.labels.npy", r.labels, allow_pickle=False)
         return directory
 
 
 def evaluate_scores(
-    suite_scores: Mapping[str, tuple[Sequence[int], Sequence[float]]], threshold: float
+    suite_scores: Mapping[str, tuple[Sequence[int] | np.ndarray, Sequence[float] | np.ndarray]], threshold: float
 ) -> dict[str, SetResult]:
     """Metrics for precomputed ``{name: (labels, P(harmful))}``."""
     out = {}
@@ -120,7 +120,7 @@ def evaluate_model(
         prompts = [ex.prompt for ex in labeled]
         responses = [ex.response or "" for ex in labeled] if task is Task.RESPONSE else None
         probs = model.score(prompts, responses, batch_size=batch_size, progress=progress)
-        scored[set_name] = ([ex.label for ex in labeled], probs)
+        scored[set_name] = ([cast(int, ex.label) for ex in labeled], probs)  # labeled: label is not None
     return EvaluationReport(
         model=name or str(model.config.encoder),
         task=task.value,

@@ -277,8 +277,8 @@ def _pct(v: Any, digits: int = 0) -> str:
 
 
 def _harmful(examples: Sequence[Example]) -> float | None:
-    labels = [ex.label if ex.label is not None else ex.metadata.get("hidden_label") for ex in examples]
-    labels = [lab for lab in labels if lab is not None]
+    found = [ex.label if ex.label is not None else ex.metadata.get("hidden_label") for ex in examples]
+    labels: list[int] = [lab for lab in found if lab is not None]
     return float(np.mean(labels)) if labels else None
 
 

@@ -9,7 +9,9 @@ than ``min_n`` are flagged ``small`` (their F1 is noisy), never dropped.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
+
+import numpy as np
 
 from guardmatch.data.example import Example
 from guardmatch.data.validation import DataError
@@ -35,7 +37,7 @@ def segment_value(example: Example, segment_field: str) -> str:
 
 def metrics_by_segment(
     examples: Sequence[Example],
-    probs: Sequence[float],
+    probs: Sequence[float] | np.ndarray,
     threshold: float = 0.5,
     segment_field: str = "source",
     min_n: int = 30,
@@ -51,7 +53,8 @@ def metrics_by_segment(
         groups[segment_value(ex, segment_field)].append(i)
 
     def row(value: str, idx: list[int]) -> dict[str, Any]:
-        m = binary_metrics([examples[i].label for i in idx], [float(probs[i]) for i in idx], threshold)
+        labels = [cast(int, examples[i].label) for i in idx]  # unlabeled examples were rejected above
+        m = binary_metrics(labels, [float(probs[i]) for i in idx], threshold)
         out = {"segment": segment_field, "value": value, **{k: m[k] for k in _COLUMNS[2:-1]}}
         out["small"] = len(idx) < min_n
         return out

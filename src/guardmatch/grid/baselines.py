@@ -18,16 +18,21 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import yaml
 
-from guardmatch.data.example import Example, Task
+from guardmatch.data.example import Example, Task, labels_of
 from guardmatch.errors import ConfigError
 from guardmatch.evaluation.report import EvaluationReport, evaluate_scores
 from guardmatch.grid.config import BaselineSpec
 from guardmatch.registry import Registry
+
+if TYPE_CHECKING:
+    from setfit import SetFitModel
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
 
 THRESHOLD = 0.5
 
@@ -105,9 +110,14 @@ class TfidfLR:
         self.task = Task(task)
         self.seed = seed
         self.params = baseline_params(self.name, params)
-        self.features = None
-        self.clf = None
+        self.features: ColumnTransformer | None = None  # set by fit
+        self.clf: LogisticRegression | None = None
         self.cv: dict[str, Any] = {}
+
+    def _fitted(self) -> tuple[ColumnTransformer, LogisticRegression]:
+        if self.features is None or self.clf is None:
+            raise RuntimeError("TfidfLR is not fitted: call fit() first")
+        return self.features, self.clf
 
     def _lr(self, C: float):
         from sklearn.linear_model import LogisticRegression
@@ -122,7 +132,7 @@ class TfidfLR:
         frame = _frame(train)
         grid = [float(c) for c in self.params["C_grid"]]
         folds = min(int(self.params["cv_folds"]), int(np.bincount(y, minlength=2).min()))
-        scores = {c: [] for c in grid}
+        scores: dict[float, list[float]] = {c: [] for c in grid}
         if folds >= 2 and len(grid) > 1:
             splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.seed)
             for tr, va in splitter.split(frame, y):
@@ -143,21 +153,23 @@ class TfidfLR:
         return self
 
     def predict_proba(self, examples: Sequence[Example]) -> np.ndarray:
-        return self.clf.predict_proba(self.features.transform(_frame(examples)))[:, 1]
+        features, clf = self._fitted()
+        return clf.predict_proba(features.transform(_frame(examples)))[:, 1]
 
     def save(self, path: Path) -> None:
         """Vocabularies and idf per vectorizer (JSON + .npy) and the LR weights (.npy): no pickle."""
+        features, clf = self._fitted()
         path.mkdir(parents=True, exist_ok=True)
         meta: dict[str, Any] = {"kind": "tfidf_lr", "task": self.task.value, "params": self.params, "cv": self.cv,
-                                "intercept": float(self.clf.intercept_[0]), "vectorizers": []}
-        for name, vec, column in self.features.transformers_:
+                                "intercept": float(clf.intercept_[0]), "vectorizers": []}
+        for name, vec, column in features.transformers_:
             if name == "remainder":
                 continue
             meta["vectorizers"].append({"name": name, "column": column, "analyzer": vec.analyzer,
                                         "ngram_range": list(vec.ngram_range),
                                         "vocabulary": {k: int(v) for k, v in vec.vocabulary_.items()}})
             np.save(path / f"{name}.idf.npy", vec.idf_, allow_pickle=False)
-        np.save(path / "coef.npy", self.clf.coef_[0], allow_pickle=False)
+        np.save(path / "coef.npy", clf.coef_[0], allow_pickle=False)
         (path / "tfidf_lr.json").write_text(json.dumps(meta))
 
 
@@ -195,8 +207,13 @@ class SetFitBaseline:
         self.params = baseline_params(self.name, params)
         self.workdir = workdir
         self.progress = progress
-        self.model = None
+        self.model: SetFitModel | None = None  # set by fit
         self.info: dict[str, Any] = {}
+
+    def _fitted(self) -> SetFitModel:
+        if self.model is None:
+            raise RuntimeError("SetFitBaseline is not fitted: call fit() first")
+        return self.model
 
     def fit(self, train: Sequence[Example]) -> "SetFitBaseline":
         try:
@@ -215,7 +232,7 @@ class SetFitBaseline:
         model.model_body.max_seq_length = int(p["max_length"])
         tokenizer = model.model_body.tokenizer
         texts = pair_texts(train, self.task, tokenizer, int(p["max_length"]))
-        labels = [int(ex.label) for ex in train]
+        labels = [int(label) for label in labels_of(train)]
         workdir = self.workdir or Path("setfit-tmp")
         args = TrainingArguments(
             output_dir=str(workdir), batch_size=int(p["batch_size"]), num_epochs=1, max_steps=int(p["max_steps"]),
@@ -235,14 +252,15 @@ class SetFitBaseline:
 
     def predict_proba(self, examples: Sequence[Example]) -> np.ndarray:
         texts = pair_texts(examples, self.task, self._tokenizer, int(self.params["max_length"]))
-        probs = self.model.predict_proba(texts, batch_size=int(self.params["eval_batch_size"]), as_numpy=True)
+        probs = self._fitted().predict_proba(texts, batch_size=int(self.params["eval_batch_size"]), as_numpy=True)
         return np.asarray(probs, dtype=np.float64)[:, 1]
 
     def save(self, path: Path) -> None:
         """The fine-tuned body (sentence-transformers, safetensors) and the LR head as JSON."""
+        model = self._fitted()
         path.mkdir(parents=True, exist_ok=True)
-        self.model.model_body.save(str(path / "body"))
-        head = self.model.model_head
+        model.model_body.save(str(path / "body"))
+        head = model.model_head
         (path / "head.json").write_text(json.dumps({"coef": head.coef_.tolist(), "intercept": head.intercept_.tolist(),
                                                     "classes": head.classes_.tolist()}))
 

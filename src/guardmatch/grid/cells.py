@@ -106,12 +106,14 @@ def expand(grid: GridConfig) -> list[Cell]:
                         for aug in grid.task_augmenters(task):
                             if pspec.augmenters is not None and aug not in pspec.augmenters:
                                 continue
-                            if grid.augmenters[aug].budgets is not None and budget not in grid.augmenters[aug].budgets:
+                            aug_budgets = grid.augmenters[aug].budgets
+                            if aug_budgets is not None and budget not in aug_budgets:
                                 continue
                             cells.append(Cell(task, pool, "run", method, aug, budget, seed))
                     if pool == first_pool:
                         for name in grid.task_baselines(task):
-                            if grid.baselines[name].budgets is not None and budget not in grid.baselines[name].budgets:
+                            base_budgets = grid.baselines[name].budgets
+                            if base_budgets is not None and budget not in base_budgets:
                                 continue
                             cells.append(Cell(task, pool, "baseline", name, None, budget, seed))
     return cells

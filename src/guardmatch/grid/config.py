@@ -137,7 +137,7 @@ class GridConfig(StrictModel):
     methods: dict[str, MethodSpec]
     augmenters: dict[str, AugmenterSpec] = Field(default_factory=dict)
     pools: dict[str, PoolSpec] = Field(default_factory=lambda: {"in_source": PoolSpec()})
-    budgets: list[Budget] = Field(default_factory=lambda: [200])
+    budgets: list[Budget] = Field(default_factory=lambda: list[Budget]([200]))
     seeds: list[int] = Field(default_factory=lambda: [0])
     baselines: dict[str, BaselineSpec] = Field(default_factory=dict)
     keep_checkpoints: bool = Field(False, description="keep a finished cell's checkpoints/ (large)")
@@ -164,9 +164,9 @@ class GridConfig(StrictModel):
                 for name in getattr(spec, key) or []:
                     if name not in known:
                         problems.append(f"tasks.{task.value}.{key}: unknown {key[:-1]} {name!r}")
-        for name, pool in self.pools.items():
+        for name, pool_spec in self.pools.items():
             for key, known in (("methods", self.methods), ("augmenters", self.augmenters)):
-                for ref in getattr(pool, key) or []:
+                for ref in getattr(pool_spec, key) or []:
                     if ref not in known:
                         problems.append(f"pools.{name}.{key}: unknown {key[:-1]} {ref!r}")
         if problems:
@@ -211,10 +211,16 @@ class GridConfig(StrictModel):
 
     def task_augmenters(self, task: Task) -> list[str]:
         names = self.tasks[task].augmenters or list(self.augmenters)
-        return [n for n in names if self.augmenters[n].tasks is None or task in self.augmenters[n].tasks]
+        out = []
+        for n in names:
+            tasks = self.augmenters[n].tasks
+            if tasks is None or task in tasks:
+                out.append(n)
+        return out
 
     def task_baselines(self, task: Task) -> list[str]:
-        return list(self.tasks[task].baselines if self.tasks[task].baselines is not None else self.baselines)
+        chosen = self.tasks[task].baselines
+        return list(chosen) if chosen is not None else list(self.baselines)
 
     def baseline_spec(self, task: Task, name: str) -> BaselineSpec:
         """The baseline's spec with this task's parameter overrides applied."""
@@ -239,8 +245,9 @@ class GridConfig(StrictModel):
         return Path(self.baselines_dir or self.output_dir)
 
     def label(self, kind: str, name: str) -> str:
-        spec = {"method": self.methods, "augmenter": self.augmenters, "baseline": self.baselines,
-                "pool": self.pools}[kind].get(name)
+        tables: dict[str, dict[str, Any]] = {"method": self.methods, "augmenter": self.augmenters,
+                                             "baseline": self.baselines, "pool": self.pools}
+        spec = tables[kind].get(name)
         return (spec.label if spec is not None and spec.label else name)
 
 

@@ -18,7 +18,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -57,14 +57,14 @@ def collect(grid: GridConfig, plans=None) -> pd.DataFrame:
     """One row per finished cell and test set (read from the cells' directories). Only cells
     computed with the grid's current config count (a *stale* cell is listed as not run)."""
     rows: list[dict[str, Any]] = []
-    order = {}
+    order: dict[str, int] = {}
     plans = plans if plans is not None else _plans(grid)
     for i, plan in enumerate(plans):
         cell = plan.cell
         order.setdefault(cell.arm, i)
         if plan.state != "done":
             continue
-        record = read_cell_file(plan.path)
+        record = cast(dict[str, Any], read_cell_file(plan.path))  # state "done": plan() read this cell.json
         info = record.get("info") or {}
         for test_set, m in (record.get("metrics") or {}).items():
             rows.append({
@@ -290,7 +290,7 @@ def not_run(grid: GridConfig, plans) -> str:
     if path.exists():
         with ResultsStore(path) as store:
             rows = {r["key"]: r for r in store.rows()}
-    groups: dict[tuple[str, str, str], int] = {}
+    groups: dict[tuple[str, str, str], tuple[int, list[float]]] = {}
     for plan in plans:
         cell = plan.cell
         row = rows.get(cell.key)
@@ -347,7 +347,8 @@ def build_report(grid: GridConfig, out_dir: str | Path | None = None, *, plots: 
              f"{done} of {total} cells finished. Harmful-class F1 at threshold 0.5, mean ± "
              f"{'sample' if grid.report.std_ddof else 'population'} std over seeds {grid.seeds}; the seed also draws "
              "the labeled split, so every method of a seed sees the same labels.\n", schedule_line(grid)]
-    goals_md, goals = ("", [])
+    goals_md = ""
+    goals: list[dict[str, Any]] = []
     if not df.empty:
         for task in [t.value for t in grid.tasks]:
             tspec = grid.tasks[Task(task)]

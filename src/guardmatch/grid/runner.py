@@ -27,7 +27,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from rich.console import Console
 
@@ -292,9 +292,10 @@ class GridRunner:
 
     def _check_views(self, plan: CellPlan) -> dict[str, Any]:
         cell, config = plan.cell, plan.config
-        aug = self.grid.augmenters[cell.augmenter]
+        # SSL cells always have an augmenter, and cell_config sets its view cache
+        aug = self.grid.augmenters[cast(str, cell.augmenter)]
         try:
-            cache = self._view_cache(config.views.cache, aug.cache_dir)
+            cache = self._view_cache(cast(str, config.views.cache), aug.cache_dir)
         except FileNotFoundError as exc:
             raise _SkipCell(f"augmenter {cell.augmenter!r}: {exc}") from None
         pool = self._prepared_for(config).pool

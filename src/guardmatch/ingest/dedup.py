@@ -21,10 +21,14 @@ import re
 import sqlite3
 import zlib
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from guardmatch.ingest.config import DedupConfig
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -73,7 +77,7 @@ class DedupIndex:
         conn.execute("CREATE TABLE IF NOT EXISTS dedup_bands (k BLOB PRIMARY KEY) WITHOUT ROWID")
 
     @cached_property
-    def _lsh(self) -> tuple[list[tuple[int, int]], object]:
+    def _lsh(self) -> tuple[list[tuple[int, int]], MinHash]:
         from datasketch import MinHash, MinHashLSH
 
         lsh = MinHashLSH(threshold=self.config.threshold, num_perm=self.config.num_perm)

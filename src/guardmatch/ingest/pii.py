@@ -168,7 +168,7 @@ def _url_spans(text: str) -> list[Span]:
 
 
 def _secret_spans(text: str) -> list[Span]:
-    out = []
+    out: list[Span] = []
     for lits, pat in _SECRET_GATED:
         if any(lit in text for lit in lits):
             out.extend(Span("SECRET", m.start(), m.end()) for m in pat.finditer(text))

@@ -331,7 +331,7 @@ class _Run:
         if isinstance(seg, dict) and "encrypted" in seg:
             if self.cipher is None:
                 raise EncryptionKeyError(f"{self.out}: its counts are encrypted; set GUARDMATCH_ENCRYPTION_KEY to resume")
-            saved = {**saved, "segments": json.loads(self.cipher.decrypt_line(seg["encrypted"]))}
+            saved = {**(saved or {}), "segments": json.loads(self.cipher.decrypt_line(seg["encrypted"]))}
         return saved
 
     # -- checkpoints ----------------------------------------------------------------------------

@@ -588,7 +588,7 @@ def read_reviews(
                 row_problems.append(Problem(str(path), n, label_field, str(exc)))
         who = r.get("reviewer")
         who = reviewer if is_null(who) else str(who).strip()
-        if is_null(who):
+        if who is None or is_null(who):
             row_problems.append(Problem(str(path), n, "reviewer", "missing reviewer (set the column or pass --reviewer)"))
         elif len(who) > MAX_REVIEWER_CHARS:
             row_problems.append(Problem(str(path), n, "reviewer", f"reviewer name has {len(who):,} characters; "
@@ -605,7 +605,8 @@ def read_reviews(
         except ValueError as exc:
             row_problems.append(Problem(str(path), n, "reviewed_at", str(exc)))
             when = None
-        if not row_problems and value is not None:
+        # no row problems: item_id and who are set
+        if not row_problems and value is not None and item_id is not None and who is not None:
             key = (item_id, who)
             prev = decided.get(key)
             if prev is not None and prev[0] is not None and prev[0] != value and (prev[1] is None or when is None):

@@ -34,7 +34,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
 
 from rich.console import Console
 
@@ -170,7 +170,7 @@ def retrain(
     data = round_data(store, include_pseudo)
     if data.counts["total"] < 2:
         raise RetrainError(f"{store.path}: only {data.counts['total']} usable label(s); a round needs at least 2")
-    present = {ex.label for ex in data.labeled}
+    present = {cast(int, ex.label) for ex in data.labeled}  # round_data keeps labeled examples only
     if len(present) < 2:
         raise RetrainError(f"{store.path}: every usable label is {LABEL_NAMES[present.pop()]}; a round needs both classes")
     for prev in store.rounds():

@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -91,7 +91,7 @@ class PoolScores:
     def confidence(self) -> np.ndarray:
         return self.probs.max(1)
 
-    def subset(self, idx: Sequence[int]) -> "PoolScores":
+    def subset(self, idx: Sequence[int] | np.ndarray) -> "PoolScores":
         idx = np.asarray(idx, dtype=np.int64)
         return PoolScores(
             ids=[self.ids[i] for i in idx],
@@ -147,7 +147,7 @@ def score_pool(
         order = mine[np.argsort([lengths[i] for i in mine], kind="stable")]
         was_training = model.training
         model.eval()
-        batches = range(0, len(order), batch_size)
+        batches: Iterable[int] = range(0, len(order), batch_size)
         if progress:
             from rich.console import Console
             from rich.progress import track
@@ -315,7 +315,7 @@ class Strategy:
         scores: PoolScores,
         n: int,
         rng: np.random.Generator | int | None = None,
-        candidates: Sequence[int] | None = None,
+        candidates: Sequence[int] | np.ndarray | None = None,
     ) -> np.ndarray:
         """The ``n`` most useful candidate indices (into ``scores``), most useful first."""
         rng = np.random.default_rng(rng)

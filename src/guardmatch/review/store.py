@@ -38,7 +38,7 @@ import sqlite3
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, cast, overload
 
 import numpy as np
 
@@ -185,10 +185,19 @@ def _label_value(label: Any) -> int | None:
     return value
 
 
-def review_key(item_id: str, reviewer: str, label: int | None, created_at: str | None, extra: str = "") -> str:
-    """Dedupe key of a review: the same decision by the same person at the same time is stored once."""
+def review_key(item_id: str, reviewer: str, label: int | str | None, created_at: str | None, extra: str = "") -> str:
+    """Dedupe key of a review: the same decision by the same person at the same time is stored once.
+
+    ``label`` is 0/1, None for a skip, or ``"resolve:<label>"`` for a resolution."""
     payload = json.dumps([item_id, reviewer, label, created_at, extra], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _rowid(cur: sqlite3.Cursor) -> int:
+    """The rowid of the row the INSERT just run on ``cur`` wrote."""
+    if cur.lastrowid is None:
+        raise StoreError("the INSERT wrote no row")
+    return int(cur.lastrowid)
 
 
 @dataclass
@@ -307,6 +316,12 @@ class ReviewStore:
         self.conn.execute("COMMIT")
 
     # ------------------------------------------------------------------ meta
+    @overload
+    def get_meta(self, key: str, default: str) -> str: ...
+
+    @overload
+    def get_meta(self, key: str, default: None = None) -> str | None: ...
+
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
@@ -401,7 +416,7 @@ class ReviewStore:
                 (version, routing.strategy, int(budget), float(routing.pseudo_threshold), len(routing.review),
                  len(routing.pseudo), len(routing.untouched), json.dumps(info or {}, default=str), t),
             )
-            rid = int(cur.lastrowid)
+            rid = _rowid(cur)
             hp = scores.head_probs
             for k, item_id in enumerate(scores.ids):
                 apm = None if scores.apm is None or not np.isfinite(scores.apm[k]) else float(scores.apm[k])
@@ -491,7 +506,7 @@ class ReviewStore:
             item_id=item_id, stored=stored,
             label=LABEL_NAMES[lab["label"]] if lab else None, provenance=lab["provenance"] if lab else None,
             conflict=conflict if conflict and conflict["status"] == "open" else None,
-            review_id=int(cur.lastrowid) if stored else None,
+            review_id=_rowid(cur) if stored else None,
         )
 
     def _recompute(self, item_id: str) -> None:
@@ -583,7 +598,8 @@ class ReviewStore:
 
     def conflicts(self, status: str | None = "open") -> list[dict[str, Any]]:
         q = "SELECT item_id FROM conflicts" + (" WHERE status = ?" if status else "") + " ORDER BY detected_at"
-        return [self.conflict(r[0]) for r in self.conn.execute(q, (status,) if status else ())]
+        # every id comes from the conflicts table, so each lookup finds its row
+        return [cast(dict[str, Any], self.conflict(r[0])) for r in self.conn.execute(q, (status,) if status else ())]
 
     # ------------------------------------------------------------------ labels
     def labels(self, provenance: Sequence[str] = PROVENANCES) -> dict[str, tuple[int, str]]:
@@ -762,7 +778,7 @@ class ReviewStore:
                 (now(), output_dir, labels_file, labels_hash, json.dumps(labels_used), pool_size,
                  json.dumps(config, default=str)),
             )
-            return int(cur.lastrowid)
+            return _rowid(cur)
 
     def finish_round(self, round_id: int, *, model_dir: str | None, model_version: str | None,
                      metrics: dict[str, Any], status: str = "done") -> None:

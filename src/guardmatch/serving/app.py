@@ -54,7 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, MutableMapping, Sequence, overload
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -267,6 +267,14 @@ class ApiError(GuardmatchError):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+@overload
+def _printable(text: str) -> str: ...
+
+
+@overload
+def _printable(text: None) -> None: ...
 
 
 def _printable(text: str | None) -> str | None:
@@ -570,7 +578,7 @@ def create_app(
             start = time.perf_counter()
             status_box = {"status": 500, "started": False}
 
-            async def send_wrapped(message: dict) -> None:
+            async def send_wrapped(message: MutableMapping[str, Any]) -> None:
                 if message["type"] == "http.response.start":
                     status_box["status"] = message["status"]
                     status_box["started"] = True

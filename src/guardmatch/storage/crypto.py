@@ -56,7 +56,7 @@ class AtRestCipher:
                     f"{KEY_ENV} key #{i + 1} is not a valid key (32 url-safe base64-encoded bytes); "
                     "make one with `guardmatch keygen`"
                 ) from exc
-        if not fernets:
+        if not fernets or first is None:  # first is set with the first valid key
             raise EncryptionKeyError(f"no key given ({KEY_ENV} is empty)")
         self._fernet = MultiFernet(fernets)
         #: short public id of the encrypting key (recorded in manifests; reveals nothing usable)

@@ -7,12 +7,15 @@ trainer and every algorithm stay one copy.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import torch
 from torch import nn
 
 from guardmatch.data.example import Example, Task
+
+if TYPE_CHECKING:
+    from guardmatch.model import GuardClassifier
 
 
 class InputPipeline(Protocol):
@@ -26,7 +29,7 @@ class InputPipeline(Protocol):
 class TextInputs:
     """Tokenize (prompt-first pair truncation for responses) and run the full model."""
 
-    def __init__(self, model: nn.Module, task: Task | str, device: torch.device | None = None):
+    def __init__(self, model: GuardClassifier, task: Task | str, device: torch.device | None = None):
         self.model = model
         self.task = Task(task)
         self.device = device or torch.device("cpu")

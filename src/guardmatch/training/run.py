@@ -89,8 +89,9 @@ def prepare_data(config: TrainConfig, console: Console | None = None) -> Prepare
         notes.append(f"{data.train}: source = a label-stratified subset of {len(examples)} distinct texts "
                      f"(seed {data.source_subset_seed})")
     suite = None
-    if data.suite_name():
-        suite = load_suite(data.suite_name(), data.data_dir, data.allow_hub)
+    suite_name = data.suite_name()
+    if suite_name:
+        suite = load_suite(suite_name, data.data_dir, data.allow_hub)
         notes.extend(suite.notes)
         problems = check_overlap(examples, suite, task)
         if problems:

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from accelerate import Accelerator
 from rich.console import Console
 
 from guardmatch.config import TrainConfig
-from guardmatch.data.example import Example
+from guardmatch.data.example import Example, labels_of
 from guardmatch.data.validation import DataError
 from guardmatch.errors import ConfigError
 from guardmatch.evaluation.metrics import binary_metrics
@@ -163,7 +163,8 @@ class Trainer:
             u = self.ulb_sampler.batch_size
             lo, hi = acc.process_index * u, (acc.process_index + 1) * u
             local_idx = g_idx[lo:hi]
-            strong = choose_views(self.views, g_idx, cfg.seed, step)[lo:hi]
+            views = cast(Sequence[Sequence[Example]], self.views)  # checked in __init__ for SSL algorithms
+            strong = choose_views(views, g_idx, cfg.seed, step)[lo:hi]
             weak = [self.unlabeled[i] for i in local_idx]
             with torch.no_grad():
                 logits_w = self.inputs.logits(self.model, self.inputs.encode(weak))
@@ -236,7 +237,7 @@ class Trainer:
         if not self.validation:
             return None
         probs = self.predict_proba(self.validation)
-        return binary_metrics([ex.label for ex in self.validation], probs, self.model.config.threshold)
+        return binary_metrics(labels_of(self.validation), probs, self.model.config.threshold)
 
     # ------------------------------------------------------------------ checkpoints
     def _save(self, step: int, best: dict[str, Any] | None) -> None:
@@ -346,7 +347,7 @@ class Trainer:
                         running.setdefault(k, []).append(v)
                     done = step + 1
                     if done % cfg.log_every == 0 or done == cfg.optim.max_steps:
-                        rec = {"step": done}
+                        rec: dict[str, float] = {"step": done}
                         for k, vals in running.items():
                             finite = [v for v in vals if not math.isnan(v)]
                             if finite:
@@ -368,12 +369,12 @@ class Trainer:
                     )
                     if evaluate_now:
                         val = self.evaluate_validation()
-                        rec = {"step": done, "val": val}
-                        history.append(rec)
+                        val_rec = {"step": done, "val": val}
+                        history.append(val_rec)
                         if log_file:
-                            log_file.write(json.dumps(rec) + "\n")
+                            log_file.write(json.dumps(val_rec) + "\n")
                             log_file.flush()
-                        if best is None or val["f1"] > best["f1"]:
+                        if val is not None and (best is None or val["f1"] > best["f1"]):  # val: validation is set
                             best = {"step": done, **val}
                             if self.is_main:
                                 self.model.save_pretrained(best_dir)

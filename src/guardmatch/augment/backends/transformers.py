@@ -43,7 +43,9 @@ class TransformersBackend(ChatBackend):
             self.tokenizer = AutoTokenizer.from_pretrained(where, **extra)
         if self.model is None:
             dtype = getattr(torch, self.config.dtype)
-            self.model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **extra).to(self.config.device).eval()
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **extra)
+            # transformers wraps PreTrainedModel.to with functools.wraps(nn.Module.to), whose _Wrapped type drops self
+            self.model = model.to(self.config.device).eval()  # type: ignore[arg-type]
         tok = self.tokenizer
         tok.padding_side = "left"
         if tok.pad_token is None:
