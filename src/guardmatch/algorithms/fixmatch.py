@@ -31,6 +31,11 @@ class FixMatchConfig(AlgorithmConfig):
     )
     flexmatch_warmup: bool = True
     sat_momentum: float = Field(0.999, ge=0.0, lt=1.0)
+    distribution_alignment: bool = Field(False, description=(
+        "align the weak-view probabilities to a uniform class prior before pseudo-labelling (ReMixMatch's "
+        "distribution alignment, Berthelot et al. 2020): q <- normalize(q * p_target / p_model), p_model an "
+        "EMA of the pool's mean prediction; off = plain FixMatch"))
+    da_momentum: float = Field(0.999, ge=0.0, lt=1.0, description="EMA momentum of p_model")
 
 
 @ALGORITHMS.register("fixmatch")
@@ -59,6 +64,18 @@ class FixMatch(SSLAlgorithm):
             flexmatch_warmup=cfg.flexmatch_warmup,
             momentum=cfg.sat_momentum,
         )
+        if cfg.distribution_alignment:  # registered only when used: plain FixMatch state is unchanged
+            self.register_buffer("p_model", torch.full((num_classes,), 1.0 / num_classes))
+
+    p_model: Tensor
+
+    def align(self, probs: Tensor, probs_all: Tensor) -> Tensor:
+        """Distribution alignment: update ``p_model`` with the (gathered) batch mean, then
+        ``probs * p_target / p_model``, renormalised; ``p_target`` is uniform."""
+        m = self.config.da_momentum
+        self.p_model.mul_(m).add_((1.0 - m) * probs_all.mean(dim=0))
+        aligned = probs * (1.0 / self.num_classes) / self.p_model
+        return aligned / aligned.sum(dim=-1, keepdim=True)
 
     def step(
         self,
@@ -82,6 +99,10 @@ class FixMatch(SSLAlgorithm):
                 self.policy.update(z_g[0].softmax(dim=-1), ids_g)
 
         probs = z_w[0].softmax(dim=-1)
+        if self.config.distribution_alignment:
+            with torch.no_grad():
+                z_g, _, _ = self._gather_weak(z_w, ids, gather)
+                probs = self.align(probs.detach(), z_g[0].softmax(dim=-1).float())
         pseudo = probs.argmax(dim=-1)
         mask = self.policy.mask(probs)
         unsup = (mask * F.cross_entropy(z_s[0].float(), pseudo, reduction="none")).sum() / max(1, ids.numel())
