@@ -680,19 +680,19 @@ def create_app(
         if response is not None and "response" not in models:
             raise ApiError(400, "a response was given but this server has no response model "
                                 "(start it with --response-model DIR)", param="response", code="no_response_model")
-        jobs: dict[str, Any] = {}
+        inputs: dict[str, tuple[str, str | None]] = {}
         if "prompt" in models:
-            jobs["prompt"] = score("prompt", [(prompt, None)])
+            inputs["prompt"] = (prompt, None)
         if response is not None:
-            jobs["response"] = score("response", [(prompt, response)])
-        if not jobs:
+            inputs["response"] = (prompt, response)
+        if not inputs:
             raise ApiError(422, "this server has only a response model: send a 'response' too", param="response")
-        values = dict(zip(jobs, await asyncio.gather(*jobs.values())))
-        out: dict[str, Any] = {"id": f"clf-{uuid.uuid4().hex}", "prompt_harm": None, "response_harm": None}
         profile = profile_of(request)
-        for key, (s,) in values.items():
-            served = models[key]
-            threshold = served.threshold_for(profile)
+        thresholds = {key: models[key].threshold_for(profile) for key in inputs}  # a bad profile: 400 before scoring
+        scored = await asyncio.gather(*(score(key, [item]) for key, item in inputs.items()))
+        out: dict[str, Any] = {"id": f"clf-{uuid.uuid4().hex}", "prompt_harm": None, "response_harm": None}
+        for key, (s,) in zip(inputs, scored):
+            served, threshold = models[key], thresholds[key]
             flagged = bool(s >= threshold)
             if flagged:
                 metrics.flagged.labels(key).inc()
