@@ -13,7 +13,8 @@ are read only by :meth:`DeploymentSplit.diagnostic_pool_labels`, for the "true r
 label-shift table (a diagnostic, named as such).
 
 ``report`` reads the grid's saved models (``runs/grid/deployment_frozen``), and for the supervised,
-FixMatch (in-source pool) and FixMatch (in-source + deployment pools) models of the first ``--models`` seeds: estimates each deployment pool's harmful rate by EM
+FixMatch (in-source pool) and FixMatch (in-source + deployment pools) models of the first
+``--models`` seeds: estimates each deployment pool's harmful rate by EM
 on the model's calibrated scores (Saerens et al. 2002) with a bootstrap interval, adapts the
 threshold to it, and reports F1 on the evaluation half before and after. Writes
 ``benchmarks/results/deployment.json`` and ``deployment.md``.
@@ -34,7 +35,7 @@ from guardmatch.augment.filters import QualityFilter
 from guardmatch.augment.registry import build_augmenter
 from guardmatch.augment.runner import augment
 from guardmatch.data.deployment import DEPLOYMENT_SEED, DEPLOYMENT_SETS, deployment_splits, save_manifests
-from guardmatch.data.example import Task
+from guardmatch.data.example import Task, split_inputs
 from guardmatch.data.suites import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def _f1(y: np.ndarray, p: np.ndarray, t: float) -> float:
 
 def label_shift_rows(models: int) -> list[dict[str, Any]]:
     """Per (model, set): estimated vs true pool rate, threshold before/after, F1 on the evaluation half."""
-    from guardmatch.evaluation.label_shift import adapt_threshold, estimate_prior
+    from guardmatch.evaluation.label_shift import adapt_threshold, estimate_prior, source_prior_of
     from guardmatch.model import GuardClassifier
 
     rows = []
@@ -84,17 +85,13 @@ def label_shift_rows(models: int) -> list[dict[str, Any]]:
         cells = [c for c in cells if (c.parts[-6], c.parts[-5]) in wanted and int(c.parts[-3][4:]) < models]
         for cfg_file in cells:
             model = GuardClassifier.from_pretrained(cfg_file.parent)
-            prior = model.config.calibrated_prior() or 0.5
+            prior = source_prior_of(model.config)
             for name, split in sp.items():
                 t0 = time.time()
 
-                def score(exs):
-                    resp = [ex.response or "" for ex in exs] if task is Task.RESPONSE else None
-                    return model.score([ex.prompt for ex in exs], resp, batch_size=64)
-
-                est = estimate_prior(score(split.pool), prior, bootstrap=200)
+                est = estimate_prior(model.score(*split_inputs(split.pool, task), batch_size=64), prior, bootstrap=200)
                 y = np.array([ex.label for ex in split.evaluation])
-                p_eval = score(split.evaluation)
+                p_eval = model.score(*split_inputs(split.evaluation, task), batch_size=64)
                 base = float(model.config.threshold)
                 adapted = adapt_threshold(base, prior, est.prior)
                 hidden = split.diagnostic_pool_labels()

@@ -101,15 +101,13 @@ def drift_cmd(
     """Has the deployment moved from the reference pool (texts and harmful rate)? Exit 1 when it has."""
     from guardmatch.data.example import Task
     from guardmatch.evaluation.drift import drift_check
-    from guardmatch.evaluation.label_shift import LabelShiftError
+    from guardmatch.evaluation.label_shift import source_prior_of
     from guardmatch.evaluation.shift import Embedder
 
     with friendly_errors():
         model = _load(model_dir)
         task = Task(model.config.task)
-        prior = source_prior if source_prior is not None else model.config.calibrated_prior()
-        if prior is None:
-            raise LabelShiftError("the model records no harmful rate for its probabilities: pass --source-prior")
+        prior = source_prior_of(model.config, source_prior)
         embedder = Embedder(task, encoder=str(model.config.encoder), max_length=int(model.config.max_length),
                             cache_dir=cache_dir, progress=sys.stderr.isatty())
         report = drift_check(model, _unlabeled(reference, task, data_dir, hub), _unlabeled(batch, task, data_dir, hub),

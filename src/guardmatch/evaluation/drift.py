@@ -20,10 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from guardmatch.data.example import Example, Task
+from guardmatch.data.example import Example, Task, split_inputs
 from guardmatch.data.validation import DataError, Problem
 from guardmatch.evaluation.label_shift import PriorEstimate, estimate_prior
-from guardmatch.evaluation.shift import Embedder, c2st_auc, mmd_rbf, nn_similarity
+from guardmatch.evaluation.shift import Embedder, c2st_auc, mmd_rbf, nn_similarity, sample_indices
 
 
 @dataclass
@@ -40,9 +40,7 @@ class DriftReport:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["prior_reference"], out["prior_batch"] = self.prior_reference.to_dict(), self.prior_batch.to_dict()
-        return out
+        return asdict(self)
 
     def to_markdown(self) -> str:
         pr, pb, ts = self.prior_reference, self.prior_batch, self.text_shift
@@ -60,14 +58,7 @@ class DriftReport:
 
 
 def _sample(examples: Sequence[Example], k: int, rng: np.random.Generator) -> list[Example]:
-    if len(examples) <= k:
-        return list(examples)
-    return [examples[i] for i in np.sort(rng.choice(len(examples), k, replace=False))]
-
-
-def _scores(model: Any, examples: Sequence[Example], task: Task, batch_size: int) -> np.ndarray:
-    responses = [ex.response or "" for ex in examples] if task is Task.RESPONSE else None
-    return np.asarray(model.score([ex.prompt for ex in examples], responses, batch_size=batch_size))
+    return [examples[i] for i in sample_indices(len(examples), k, rng)]
 
 
 def drift_check(model: Any, reference: Sequence[Example], batch: Sequence[Example], embedder: Embedder, *,
@@ -92,8 +83,8 @@ def drift_check(model: Any, reference: Sequence[Example], batch: Sequence[Exampl
     c2 = c2st_auc(ref_emb, new_emb, folds=min(5, len(ref), len(new)), seed=seed)
     text_shift = {"mmd2": mmd["mmd2"], "p_value": mmd["p_value"], "c2st_auc": c2["auc"],
                   "nn_similarity": nn_similarity(new_emb, ref_emb)}
-    prior_ref = estimate_prior(_scores(model, ref, task, batch_size), source_prior, bootstrap=bootstrap, seed=seed)
-    prior_new = estimate_prior(_scores(model, new, task, batch_size), source_prior, bootstrap=bootstrap, seed=seed)
+    prior_ref, prior_new = (estimate_prior(model.score(*split_inputs(exs, task), batch_size=batch_size), source_prior,
+                                           bootstrap=bootstrap, seed=seed) for exs in (ref, new))
     reasons = []
     if text_shift["p_value"] < alpha and text_shift["c2st_auc"] >= auc_margin:
         reasons.append(f"texts differ (MMD p={text_shift['p_value']:.3f} < {alpha}, two-sample AUC "

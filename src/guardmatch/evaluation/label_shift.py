@@ -173,6 +173,16 @@ def adapt_threshold(threshold: float, source_prior: float, target_prior: float) 
     return float(1.0 / (1.0 + np.exp(-z)))
 
 
+def source_prior_of(config: Any, source_prior: float | None = None) -> float:
+    """``source_prior``, else the harmful rate a model's probabilities are calibrated for
+    (:meth:`GuardClassifierConfig.calibrated_prior`); :class:`LabelShiftError` when it records none."""
+    prior = source_prior if source_prior is not None else config.calibrated_prior()
+    if prior is None:
+        raise LabelShiftError("the model records no harmful rate for its probabilities (no calibration data, no "
+                              "provenance.train_harmful_rate): pass the source prior (--source-prior)")
+    return float(prior)
+
+
 @dataclass
 class DeploymentPrior:
     """A model's view of a deployment batch: the estimated harmful rate and the adapted threshold."""
@@ -184,7 +194,7 @@ class DeploymentPrior:
     flagged_rate_after: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "estimate": self.estimate.to_dict()}
+        return asdict(self)
 
 
 def deployment_prior(model: Any, examples: Sequence[Any], *, source_prior: float | None = None,
@@ -196,18 +206,14 @@ def deployment_prior(model: Any, examples: Sequence[Any], *, source_prior: float
     ``source_prior`` defaults to :meth:`GuardClassifierConfig.calibrated_prior`; ``base_threshold``
     to the model's own threshold; ``labeled`` (held-out source examples) is what BBSE needs.
     """
-    from guardmatch.data.example import Task
+    from guardmatch.data.example import Task, split_inputs
 
     cfg = model.config
-    prior = source_prior if source_prior is not None else cfg.calibrated_prior()
-    if prior is None:
-        raise LabelShiftError("the model records no harmful rate for its probabilities (no calibration data, no "
-                              "provenance.train_harmful_rate): pass the source prior")
+    prior = source_prior_of(cfg, source_prior)
     task = Task(cfg.task)
 
     def scores(exs: Sequence[Any]) -> np.ndarray:
-        responses = [ex.response or "" for ex in exs] if task is Task.RESPONSE else None
-        return np.asarray(model.score([ex.prompt for ex in exs], responses, batch_size=batch_size))
+        return np.asarray(model.score(*split_inputs(exs, task), batch_size=batch_size))
 
     tp = scores(examples)
     extra: dict[str, Any] = {}

@@ -282,7 +282,8 @@ def _harmful(examples: Sequence[Example]) -> float | None:
     return float(np.mean(labels)) if labels else None
 
 
-def _sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+def sample_indices(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of ``k`` of ``n`` items drawn without replacement (all ``n`` when ``n <= k``)."""
     return np.sort(rng.choice(n, k, replace=False)) if n > k else np.arange(n)
 
 
@@ -293,7 +294,7 @@ def shift_report(seed: TextSet, others: Sequence[TextSet], embedder: Embedder, *
     task = embedder.task
 
     def prepare(ts: TextSet) -> tuple[list[Example], np.ndarray, dict[str, float]]:
-        idx = _sample(len(ts.examples), max_per_set, rng)
+        idx = sample_indices(len(ts.examples), max_per_set, rng)
         sample = [ts.examples[i] for i in idx]
         texts = [ex.text(task) for ex in sample]
         return sample, embedder(sample), style_stats(texts, embedder.token_counts(sample))
