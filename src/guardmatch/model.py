@@ -180,10 +180,7 @@ class GuardClassifier(ScoringMixin, nn.Module):
             from huggingface_hub import snapshot_download
 
             path = Path(snapshot_download(str(path), revision=revision, token=token))
-        cfg_file = path / CONFIG_NAME
-        if not cfg_file.exists():
-            raise FileNotFoundError(f"{path} is not a guardmatch model directory (no {CONFIG_NAME})")
-        config = GuardClassifierConfig.model_validate_json(cfg_file.read_text())
+        config = load_config(path)
         enc_config = AutoConfig.from_pretrained(path / ENCODER_DIR)
         encoder = AutoModel.from_config(enc_config)
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -370,7 +367,10 @@ def _dedupe_shared(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def load_config(path: str | Path) -> GuardClassifierConfig:
     """Read only the JSON config of a saved model (cheap; no weights)."""
-    return GuardClassifierConfig.model_validate(json.loads((Path(path) / CONFIG_NAME).read_text()))
+    cfg_file = Path(path) / CONFIG_NAME
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{path} is not a guardmatch model directory (no {CONFIG_NAME})")
+    return GuardClassifierConfig.model_validate_json(cfg_file.read_text())
 
 
 def save_threshold_profile(model_dir: str | Path, name: str, profile: ThresholdProfile) -> GuardClassifierConfig:
@@ -380,12 +380,9 @@ def save_threshold_profile(model_dir: str | Path, name: str, profile: ThresholdP
     where there is one, so every loader sees the profile. Returns the updated config.
     """
     model_dir = Path(model_dir)
-    path = model_dir / CONFIG_NAME
-    if not path.is_file():
-        raise ConfigError(f"{model_dir}: not a saved guardmatch model (no {CONFIG_NAME})")
-    config = GuardClassifierConfig.model_validate_json(path.read_text())
+    config = load_config(model_dir)
     config.set_threshold_profile(name, profile)
-    _replace_text(path, config.model_dump_json(indent=2))
+    _replace_text(model_dir / CONFIG_NAME, config.model_dump_json(indent=2))
     hf_config = model_dir / "config.json"
     if hf_config.is_file():
         data = json.loads(hf_config.read_text())

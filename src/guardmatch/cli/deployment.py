@@ -127,13 +127,10 @@ def drift_cmd(
 @deployment_app.command("profiles")
 def profiles_cmd(model_dir: Path = typer.Argument(..., help="a saved guardmatch model directory")) -> None:
     """List the model's threshold profiles and how each was obtained."""
-    from guardmatch.model import CONFIG_NAME, GuardClassifierConfig
+    from guardmatch.model import load_config
 
     with friendly_errors():
-        path = model_dir / CONFIG_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"{model_dir}: not a saved guardmatch model (no {CONFIG_NAME})")
-        cfg = GuardClassifierConfig.model_validate_json(path.read_text())
+        cfg = load_config(model_dir)
     rows = {"default": {"threshold": cfg.threshold, "method": "the model's own threshold"}}
     rows.update({k: v.model_dump() for k, v in sorted(cfg.threshold_profiles.items())})
     print_json(rows)

@@ -33,7 +33,7 @@ import numpy as np
 
 from guardmatch.data.example import Task
 from guardmatch.errors import ConfigError, GuardmatchError
-from guardmatch.model import CONFIG_NAME, GuardClassifierConfig, tokenize_inputs
+from guardmatch.model import CONFIG_NAME, GuardClassifierConfig, load_config, tokenize_inputs
 from guardmatch.scoring import ScoringMixin
 
 ONNX_FILE = "model.onnx"
@@ -99,9 +99,7 @@ class OnnxClassifier(ScoringMixin):
 
         ort = _require_ort()
         path = Path(path)
-        cfg_file = path / CONFIG_NAME
-        if not cfg_file.exists():
-            raise FileNotFoundError(f"{path} is not a guardmatch model directory (no {CONFIG_NAME})")
+        config = load_config(path)
         graph = path / (file or ONNX_FILE)
         if not graph.exists():
             found = sorted(p.name for p in path.glob("model*.onnx"))
@@ -109,7 +107,6 @@ class OnnxClassifier(ScoringMixin):
                 graph = path / found[0]
             else:
                 raise FileNotFoundError(f"{graph}: no such ONNX graph (found: {found or 'none'})")
-        config = GuardClassifierConfig.model_validate_json(cfg_file.read_text())
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
