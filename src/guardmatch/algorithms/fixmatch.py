@@ -93,16 +93,20 @@ class FixMatch(SSLAlgorithm):
         z_w, z_s, ids = self._check_unlabeled(logits_ulb_w, logits_ulb_s, ulb_ids)
         self._sync_device(z_w.device)
 
-        if self.policy.stateful:
+        align = self.config.distribution_alignment
+        probs_g = None
+        if self.policy.stateful or align:  # one gather serves the policy state and the alignment
             with torch.no_grad():
                 z_g, ids_g, _ = self._gather_weak(z_w, ids, gather)
-                self.policy.update(z_g[0].softmax(dim=-1), ids_g)
+                probs_g = z_g[0].softmax(dim=-1)
+                if self.policy.stateful:
+                    self.policy.update(probs_g, ids_g)
 
         probs = z_w[0].softmax(dim=-1)
-        if self.config.distribution_alignment:
+        if align:
+            assert probs_g is not None
             with torch.no_grad():
-                z_g, _, _ = self._gather_weak(z_w, ids, gather)
-                probs = self.align(probs.detach(), z_g[0].softmax(dim=-1).float())
+                probs = self.align(probs.detach(), probs_g.float())
         pseudo = probs.argmax(dim=-1)
         mask = self.policy.mask(probs)
         unsup = (mask * F.cross_entropy(z_s[0].float(), pseudo, reduction="none")).sum() / max(1, ids.numel())
