@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from grid_helpers import tiny_grid_dict, write_views
@@ -22,7 +23,11 @@ def make_grid(tmp_path, shared_data, train_file, tiny_model_dir, view_cache, fea
 
 
 def test_grid_runs_every_cell_records_skips_and_reports(make_grid, tmp_path):
-    grid = make_grid()
+    reference = [{"task": "prompt", "arm": "supervised", "budget": 20, "test_set": "wildguardtest", "f1": 0.748},
+                 {"task": "prompt", "arm": "fixmatch-drop", "budget": 20, "test_set": "oaimod", "f1": 0.5,
+                  "setting": "OpusMT"},
+                 {"task": "prompt", "arm": "supervised", "budget": 2000, "test_set": "wildguardtest", "f1": 0.828}]
+    grid = make_grid(report={"reference_name": "paper", "reference": reference})
     summary = GridRunner(grid, progress=False).run()
     keys = {f"prompt/in_source/{arm}/20/seed{s}" for arm in ("supervised", "fixmatch-drop", "tfidf") for s in (0, 1)}
     assert set(summary.ran) == keys and not summary.failed and not summary.skipped_views
@@ -63,7 +68,25 @@ def test_grid_runs_every_cell_records_skips_and_reports(make_grid, tmp_path):
     assert wgt.n_seeds == 2 and wgt.f1_mean == pytest.approx(f1s.mean()) and wgt.f1_std == pytest.approx(f1s.std())
     assert f"{wgt.f1_mean:.3f} ± {wgt.f1_std:.3f}" in md
     assert "F1 minus supervised (paired by seed)" in md
+    # the paired bootstrap interval, from the scores both arms saved, on the same examples and seeds
+    from guardmatch.evaluation.bootstrap import paired_bootstrap_f1
+
+    def saved(arm, seed, what):
+        d = tmp_path / "grid" / "prompt" / "in_source" / arm / "20" / f"seed{seed}" / "eval" / "scores"
+        return np.load(d / f"wildguardtest.{what}.npy", allow_pickle=False)
+
+    iv = paired_bootstrap_f1(saved("supervised", 0, "labels"), [saved("fixmatch-drop", s, "scores") for s in (0, 1)],
+                             [saved("supervised", s, "scores") for s in (0, 1)], n_boot=1000)
+    fm_row = next(line for line in md.split("F1 minus supervised")[1].splitlines() if "FixMatch + word drop" in line)
+    assert f"{iv.mean:+.3f}" in fm_row and f"[{iv.lo:+.3f}, {iv.hi:+.3f}]" in fm_row
     assert len(cells) == 6 * 4
+    # the published numbers beside ours, only at the grid's budgets
+    ours = md.split("### prompt: ours beside the paper")[1].split("###")[0]
+    fm = sup[(sup.arm == "fixmatch-drop") & (sup.test_set == "oaimod")].iloc[0]
+    assert (f"| supervised | 20 | wildguardtest | 0.748 | {wgt.f1_mean:.3f} ± {wgt.f1_std:.3f} | "
+            f"{wgt.f1_mean - 0.748:+.3f} |") in ours
+    assert f"| FixMatch + word drop (paper: OpusMT) | 20 | oaimod | 0.500 | {fm.f1_mean:.3f} ± {fm.f1_std:.3f} |" in ours
+    assert "0.828" not in ours
     compute = md.split("## Compute")[1]
     assert "| encoding (min) | training (min) | evaluation (min) |" in compute
     assert (cells.drop_duplicates("path").training_s > 0).all()  # every cell's own training time

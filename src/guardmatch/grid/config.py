@@ -119,10 +119,24 @@ class GoalSpec(StrictModel):
     beat_baseline: str | None = "setfit"
 
 
+class ReferenceResult(StrictModel):
+    """A published number to show beside ours: F1 of ``arm`` at ``budget`` labels on ``test_set``."""
+
+    task: Task
+    arm: str = Field(description="the grid arm it corresponds to: a method, method-augmenter or baseline")
+    budget: Budget
+    test_set: str
+    f1: float = Field(ge=0, le=1)
+    setting: str = Field("", description="what the reference ran, where it differs from the arm (model, views)")
+
+
 class ReportSpec(StrictModel):
     pr_budget: Budget = 200
     goals: GoalSpec | None = Field(default_factory=GoalSpec)
     std_ddof: int = Field(1, ge=0, le=1, description="1: sample std over seeds; 0: population std")
+    reference_name: str = Field("paper", description="what the reference numbers are (a column header)")
+    reference: list[ReferenceResult] = Field(default_factory=list,
+                                             description="published numbers to show beside ours, where they exist")
 
 
 class GridConfig(StrictModel):

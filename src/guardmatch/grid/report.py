@@ -147,13 +147,51 @@ def main_table(grid: GridConfig, summary: pd.DataFrame, task: str, pool: str, me
     return "\n".join(lines) + "\n"
 
 
+def _cell_scores(path: Any, test_set: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(labels, P(harmful)) a finished cell saved for ``test_set`` under ``eval/scores``, or None."""
+    if not isinstance(path, str) or not path:
+        return None
+    from guardmatch.grid.plots import _safe
+
+    d = Path(path) / "eval" / "scores"
+    try:
+        return (np.load(d / f"{_safe(test_set)}.labels.npy", allow_pickle=False),
+                np.load(d / f"{_safe(test_set)}.scores.npy", allow_pickle=False))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _paired_interval(ref_paths: dict[int, str], paths: dict[int, str], test_set: str, threshold: float,
+                     n_boot: int) -> dict[str, float] | None:
+    """Bootstrap interval (test examples and seeds) of F1 minus the reference's, on the common seeds."""
+    from guardmatch.evaluation.bootstrap import paired_bootstrap_f1
+
+    labels, a, b = None, [], []
+    for seed in sorted(set(ref_paths) & set(paths)):
+        ra, rb = _cell_scores(paths[seed], test_set), _cell_scores(ref_paths[seed], test_set)
+        if ra is None or rb is None:
+            continue
+        if labels is None:
+            labels = ra[0]
+        if not (np.array_equal(ra[0], labels) and np.array_equal(rb[0], labels)):
+            return None  # not the same test examples: no pairing
+        a.append(ra[1])
+        b.append(rb[1])
+    if labels is None or not a:
+        return None
+    iv = paired_bootstrap_f1(labels, a, b, threshold=threshold, n_boot=n_boot)
+    return {"ci_lo": iv.lo, "ci_hi": iv.hi, "ci_seeds": iv.seeds}
+
+
 def paired_deltas(df: pd.DataFrame, task: str, pool: str, budget: str, reference: str = "supervised",
-                  first_pool: str = "in_source") -> pd.DataFrame:
-    """F1 of each row minus the reference row, per seed (same labeled split), then mean/std."""
-    base = df[(df.task == task) & (df.pool == first_pool) & (df.arm == reference) & (df.budget == budget)]
-    if base.empty:
+                  first_pool: str = "in_source", n_boot: int = 1000) -> pd.DataFrame:
+    """F1 of each row minus the reference row, per seed (same labeled split), then mean/std, and a
+    95 % paired bootstrap interval over test examples and seeds where the cells saved their scores
+    (``n_boot=0``: no interval)."""
+    base_rows = df[(df.task == task) & (df.pool == first_pool) & (df.arm == reference) & (df.budget == budget)]
+    if base_rows.empty:
         return pd.DataFrame()
-    base = base.set_index(["seed", "test_set"]).f1
+    base = base_rows.set_index(["seed", "test_set"]).f1
     others = df[(df.task == task) & (df.budget == budget) & (df.arm != reference) &
                 ((df.pool == pool) | (df.kind == "baseline"))]
     out = []
@@ -162,10 +200,27 @@ def paired_deltas(df: pd.DataFrame, task: str, pool: str, budget: str, reference
             d = [r.f1 - base.get((r.seed, test_set), np.nan) for r in gs.itertuples()]
             d = [x for x in d if x == x]
             if d:
-                out.append({"row": row, "arm": arm, "kind": kind, "test_set": test_set, "delta_mean": float(np.mean(d)),
-                            "delta_std": float(np.std(d, ddof=1)) if len(d) > 1 else float("nan"), "n": len(d),
-                            "order": int(gs.order.min())})
+                entry: dict[str, Any] = {
+                    "row": row, "arm": arm, "kind": kind, "test_set": test_set, "delta_mean": float(np.mean(d)),
+                    "delta_std": float(np.std(d, ddof=1)) if len(d) > 1 else float("nan"), "n": len(d),
+                    "order": int(gs.order.min())}
+                if n_boot:
+                    ref = base_rows[base_rows.test_set == test_set]
+                    threshold = float(gs.threshold.iloc[0]) if gs.threshold.notna().any() else 0.5
+                    iv = _paired_interval(dict(zip(ref.seed, ref.path)), dict(zip(gs.seed, gs.path)), test_set,
+                                          threshold, n_boot)
+                    entry.update(iv or {})
+                out.append(entry)
     return pd.DataFrame(out)
+
+
+def _delta_fmt(r: pd.Series) -> str:
+    m, sd = r["delta_mean"], r["delta_std"]
+    s = f"{m:+.3f}" + (f" ± {sd:.3f}" if sd == sd else "")
+    lo, hi = r.get("ci_lo"), r.get("ci_hi")
+    if lo is not None and lo == lo:
+        s += f" [{lo:+.3f}, {hi:+.3f}]"
+    return s
 
 
 def delta_table(deltas: pd.DataFrame, sets: list[str]) -> str:
@@ -174,14 +229,7 @@ def delta_table(deltas: pd.DataFrame, sets: list[str]) -> str:
     lines = ["| method | " + " | ".join(sets) + " |", "|---|" + "---:|" * len(sets)]
     for row in dict.fromkeys(deltas.sort_values(["kind", "order"], ascending=[False, True]).row):
         r = deltas[deltas.row == row].set_index("test_set")
-        vals = []
-        for s in sets:
-            if s in r.index:
-                m, sd = r.loc[s, "delta_mean"], r.loc[s, "delta_std"]
-                vals.append(f"{m:+.3f}" + (f" ± {sd:.3f}" if sd == sd else ""))
-            else:
-                vals.append("–")
-        lines.append(f"| {row} | " + " | ".join(vals) + " |")
+        lines.append(f"| {row} | " + " | ".join(_delta_fmt(r.loc[s]) if s in r.index else "–" for s in sets) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -202,7 +250,7 @@ def goal_check(grid: GridConfig, df: pd.DataFrame, summary: pd.DataFrame) -> tup
                       (summary.test_set == goals.main_set)]
         ref_f1 = float(ref.f1_mean.iloc[0]) if not ref.empty else None
     results = []
-    lines = [f"| SSL row | Δ {goals.main_set} | worst Δ elsewhere | {goals.main_set} F1 vs "
+    lines = [f"| SSL row | Δ {goals.main_set} [95 % interval] | worst Δ elsewhere | {goals.main_set} F1 vs "
              f"{grid.label('baseline', goals.beat_baseline) if goals.beat_baseline else '-'} | goal met |",
              "|---|---:|---:|---:|:---:|"]
     for row in dict.fromkeys(ssl.sort_values("order").row):
@@ -210,6 +258,8 @@ def goal_check(grid: GridConfig, df: pd.DataFrame, summary: pd.DataFrame) -> tup
         if goals.main_set not in r.index:
             continue
         gain = float(r.loc[goals.main_set, "delta_mean"])
+        lo, hi = (r.loc[goals.main_set].get(k) for k in ("ci_lo", "ci_hi"))
+        interval = f" [{lo:+.3f}, {hi:+.3f}]" if lo is not None and lo == lo else ""
         others = [float(r.loc[s, "delta_mean"]) for s in sets if s != goals.main_set and s in r.index]
         worst = min(others) if others else float("nan")
         f1 = summary[(summary.task == task) & (summary.budget == budget) & (summary.row == row) &
@@ -217,15 +267,39 @@ def goal_check(grid: GridConfig, df: pd.DataFrame, summary: pd.DataFrame) -> tup
         f1 = float(f1.iloc[0]) if not f1.empty else float("nan")
         beats = None if ref_f1 is None else f1 > ref_f1
         met = gain >= goals.min_gain and (not others or worst >= -goals.max_loss) and beats is not False
-        results.append({"row": row, "gain": gain, "worst_other": worst, "f1": f1, "baseline_f1": ref_f1,
-                        "beats_baseline": beats, "met": met})
+        results.append({"row": row, "gain": gain, "gain_ci": [float(lo), float(hi)] if interval else None,
+                        "worst_other": worst, "f1": f1, "baseline_f1": ref_f1, "beats_baseline": beats, "met": met})
         vs = "–" if ref_f1 is None else f"{f1:.3f} vs {ref_f1:.3f}"
-        lines.append(f"| {row} | {gain:+.3f} | {worst:+.3f} | {vs} | {'yes' if met else 'no'} |")
+        lines.append(f"| {row} | {gain:+.3f}{interval} | {worst:+.3f} | {vs} | {'yes' if met else 'no'} |")
     head = (f"Goal (issue 7): at {budget} labels on the {task} task, SSL ≥ {goals.min_gain:+.2f} F1 over supervised "
             f"on {goals.main_set}, no loss (≥ {-goals.max_loss:+.2f}) on the other test sets"
             + (f", and above {grid.label('baseline', goals.beat_baseline)}" if goals.beat_baseline else "")
             + ". Deltas are paired by seed (same labeled split).\n\n")
     return head + "\n".join(lines) + "\n", results
+
+
+def reference_table(grid: GridConfig, summary: pd.DataFrame, task: str) -> str:
+    """Ours beside the published numbers (``report.reference``), one row per number the reference reports."""
+    budgets = set(_budget_order(grid, task))
+    refs = [r for r in grid.report.reference if r.task.value == task and str(r.budget) in budgets]
+    if not refs:
+        return ""
+    name = grid.report.reference_name
+    first_pool = grid.tasks[Task(task)].pools[0]
+    lines = [f"| setting | labels | test set | {name} | ours | ours − {name} |", "|---|---:|---|---:|---:|---:|"]
+    for r in refs:
+        hit = summary[(summary.task == task) & (summary.pool == first_pool) & (summary.arm == r.arm) &
+                      (summary.budget == str(r.budget)) & (summary.test_set == r.test_set)]
+        label = hit.row.iloc[0] if not hit.empty else r.arm
+        label += f" ({name}: {r.setting})" if r.setting else ""
+        if hit.empty:
+            ours, diff = "not run", "–"
+        else:
+            h = hit.iloc[0]
+            ours = _fmt(h.f1_mean, h.f1_std, int(h.n_seeds), len(grid.seeds))
+            diff = f"{h.f1_mean - r.f1:+.3f}"
+        lines.append(f"| {label} | {r.budget} | {r.test_set} | {r.f1:.3f} | {ours} | {diff} |")
+    return "\n".join(lines) + "\n"
 
 
 def pool_table(grid: GridConfig, df: pd.DataFrame, task: str) -> str:
@@ -361,8 +435,14 @@ def build_report(grid: GridConfig, out_dir: str | Path | None = None, *, plots: 
             for budget in _budget_order(grid, task):
                 deltas = paired_deltas(df, task, tspec.pools[0], budget, first_pool=tspec.pools[0])
                 if not deltas.empty:
-                    parts.append(f"### {task} · {budget} labels: F1 minus supervised (paired by seed)\n")
+                    parts.append(f"### {task} · {budget} labels: F1 minus supervised (paired by seed)\n\n"
+                                 "mean ± std over seeds [95 % paired bootstrap interval over test examples and seeds, "
+                                 "1,000 replicates]\n")
                     parts.append(delta_table(deltas, sets))
+            rt = reference_table(grid, summary, task)
+            if rt:
+                parts.append(f"### {task}: ours beside the {grid.report.reference_name}\n")
+                parts.append(rt)
             pt = pool_table(grid, df, task)
             if pt:
                 parts.append(f"### {task}: where the unlabeled data comes from\n")
