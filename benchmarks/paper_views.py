@@ -101,11 +101,12 @@ def open_cache(stage: dict[str, Any], task: Task) -> ViewCache | None:
     return ViewCache.open(path) if (path / "manifest.json").is_file() else None
 
 
-def run_stage(stage: dict[str, Any], task: Task, examples: list[Example], limit_s: float | None) -> dict[str, Any]:
+def run_stage(stage: dict[str, Any], task: Task, examples: list[Example], limit_s: float | None,
+              max_attempts: int = 2) -> dict[str, Any]:
     aug = build_augmenter(stage["augmenter"], stage["config"])
     try:
         report = augment(examples, aug, task, stage["views"], cache_root=ROOT, quality_filter=QualityFilter(),
-                         time_limit_s=limit_s, command=f"python benchmarks/paper_views.py  # stage {stage['name']}")
+                         time_limit_s=limit_s, max_attempts=max_attempts, command=f"python benchmarks/paper_views.py  # stage {stage['name']}")
     finally:
         aug.close()
     return report.summary()
@@ -245,6 +246,8 @@ def main() -> None:
     ap.add_argument("--server-threads", type=int, default=os.cpu_count() or 2,
                     help="llama-server threads (1 on cores shared with other jobs: idle threads spin at barriers)")
     ap.add_argument("--hours", type=float, default=None, help="stop after about this long")
+    ap.add_argument("--max-attempts", type=int, default=2,
+                    help="tries per view; raising it after a pass retries only the texts whose tries were all rejected")
     args = ap.parse_args()
     import torch
 
@@ -280,7 +283,7 @@ def generate(args: argparse.Namespace) -> None:
             task, examples = pool_map[stage["pool"]]
             limit = args.slice_minutes * 60 if stage["augmenter"].startswith("llm") else None
             print(f"== {stage['name']} ({len(examples)} texts, slice {limit} s)", file=sys.stderr, flush=True)
-            summary = run_stage(stage, task, examples, limit)
+            summary = run_stage(stage, task, examples, limit, args.max_attempts)
             print(json.dumps({k: summary[k] for k in ("attempts", "accepted", "rejected", "views_per_s", "complete")}),
                   file=sys.stderr, flush=True)
             pack_all(all_stages, pool_map)
