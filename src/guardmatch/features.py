@@ -56,7 +56,9 @@ class LayerSplit:
     ``upper`` = layers [start, L). ``upper(lower(x)) == encoder(x).last_hidden_state``.
 
     Supported: BERT-family encoders that build their mask with ``create_bidirectional_mask``
-    (BERT, MiniLM, RoBERTa, ...) and DeBERTa-v2/v3. Others raise a clear error (use full mode).
+    (BERT, MiniLM, RoBERTa, ...), MPNet (its relative position bias stays frozen: the cached lower
+    states were made with it) and DeBERTa-v2/v3. Others raise a clear error (use full mode); any
+    encoder works uncut (``start == L``, the frozen mode).
     """
 
     def __init__(self, encoder: nn.Module, start: int):
@@ -65,8 +67,9 @@ class LayerSplit:
         if not 0 <= start <= len(self.layers):
             raise ValueError(f"cut layer {start} outside 0..{len(self.layers)}")
         self.start = start
-        self.kind = "deberta" if type(encoder.encoder).__name__.startswith("DebertaV2") else "bert"
-        if self.kind == "bert" and not hasattr(encoder, "_create_attention_masks"):
+        inner = type(encoder.encoder).__name__
+        self.kind = "deberta" if inner.startswith("DebertaV2") else "mpnet" if inner == "MPNetEncoder" else "bert"
+        if self.kind == "bert" and start < len(self.layers) and not hasattr(encoder, "_create_attention_masks"):
             raise NotImplementedError(
                 f"top-layer fine-tuning does not support {type(encoder).__name__} yet; use mode=full"
             )
@@ -112,6 +115,15 @@ class LayerSplit:
                 raise NotImplementedError("DeBERTa with a conv layer cannot be cut at layer 0")
             for layer in layers:
                 hidden, _ = layer(hidden, mask, relative_pos=rel_pos, rel_embeddings=rel_emb)
+            return hidden
+        if self.kind == "mpnet":
+            from transformers.masking_utils import create_bidirectional_mask
+
+            mpnet_mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden,
+                                                   attention_mask=attention_mask)
+            position_bias = self.encoder.encoder.compute_position_bias(hidden)
+            for layer in layers:
+                hidden = layer(hidden, mpnet_mask, position_bias)[0]
             return hidden
         mask, _ = cast(_BertMasks, self.encoder)._create_attention_masks(
             attention_mask=attention_mask, encoder_attention_mask=None, embedding_output=hidden,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, DebertaV2Config
+from transformers import BertConfig, DebertaV2Config, MPNetConfig
 
 from guardmatch.data.example import Example
 from guardmatch.encoders import deberta_v3_tokenizer_path, minilm_path
@@ -30,12 +30,20 @@ def _deberta():
                            share_att_key=True)
 
 
-@pytest.mark.parametrize("kind", ["bert", "deberta"])
+def _mpnet():
+    # MPNet's vocabulary is BERT's plus 5 tokens: MiniLM's tokenizer drives a tiny random MPNet
+    return MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                       intermediate_size=64, max_position_embeddings=514)
+
+
+@pytest.mark.parametrize("kind", ["bert", "deberta", "mpnet"])
 @pytest.mark.parametrize("start", [0, 1, 2, 3])
 def test_upper_of_lower_equals_full_encoder(kind, start):
     torch.manual_seed(0)
     if kind == "bert":
         model = GuardClassifier.from_encoder(str(minilm_path()), encoder_config=_bert(), seed=0)
+    elif kind == "mpnet":
+        model = GuardClassifier.from_encoder(str(minilm_path()), encoder_config=_mpnet(), seed=0)
     else:
         model = GuardClassifier.from_encoder(str(deberta_v3_tokenizer_path()), encoder_config=_deberta(), seed=0)
     model.eval()
