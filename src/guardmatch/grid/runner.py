@@ -312,7 +312,8 @@ class GridRunner:
         import torch
 
         cell, config = plan.cell, plan.config
-        if self.threads:
+        if self.threads:  # the command line's --threads wins over the config's (not part of a cell's hash)
+            config = config.model_copy(update={"threads": self.threads})
             torch.set_num_threads(self.threads)
         started = time.time()
         t0, c0 = time.perf_counter(), time.process_time()
