@@ -34,6 +34,7 @@ from guardmatch.storage.files import cache_root, secure_mkdir, secure_open, writ
 
 if TYPE_CHECKING:
     from transformers.models.deberta_v2.modeling_deberta_v2 import DebertaV2Encoder
+    from transformers.models.mpnet.modeling_mpnet import MPNetEncoder
 
 # ---------------------------------------------------------------------------------------------
 # Splitting an encoder at a layer
@@ -121,7 +122,8 @@ class LayerSplit:
 
             mpnet_mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden,
                                                    attention_mask=attention_mask)
-            position_bias = self.encoder.encoder.compute_position_bias(hidden)
+            mpnet = cast("MPNetEncoder", self.encoder.encoder)  # kind "mpnet": an MPNetEncoder
+            position_bias = mpnet.compute_position_bias(hidden)
             for layer in layers:
                 hidden = layer(hidden, mpnet_mask, position_bias)[0]
             return hidden
