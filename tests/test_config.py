@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from guardmatch.algorithms import build_algorithm
-from guardmatch.config import TrainConfig, build_config, load_train_config, set_dotted
+from guardmatch.config import TrainConfig, build_config, load_train_config, load_yaml, set_dotted
 from guardmatch.errors import ConfigError, GuardmatchError
 
 
@@ -42,6 +42,33 @@ def test_dotted_overrides_merge_into_the_yaml(tmp_path):
     assert data == {"a": {"b": 1, "c": {"d": 2}}, "e": 3}
     with pytest.raises(ConfigError, match="'b' is not a section"):
         set_dotted(data, "a.b.x", 1)
+
+
+def test_extends_merges_the_file_over_its_parent(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "root.yaml").write_text(
+        "seed: 1\noptim: {lr: 0.001, batch_size: 4}\ndata: {labels: 200, extra_unlabeled: [a, b]}\n", encoding="utf-8")
+    (tmp_path / "base" / "mid.yaml").write_text("extends: root.yaml\noptim: {lr: 0.01}\n", encoding="utf-8")
+    child = tmp_path / "child.yaml"  # relative to the file that names it, not to the working directory
+    child.write_text("extends: base/mid.yaml\nseed: 7\ndata: {extra_unlabeled: [c]}\n", encoding="utf-8")
+    assert load_yaml(child) == {"seed": 7, "optim": {"lr": 0.01, "batch_size": 4},
+                                "data": {"labels": 200, "extra_unlabeled": ["c"]}}  # lists replace, maps merge
+    cfg = load_train_config(child, {"optim.batch_size": 8})
+    assert (cfg.seed, cfg.optim.lr, cfg.optim.batch_size, cfg.data.labels) == (7, 0.01, 8, 200)
+
+
+def test_extends_errors_name_the_file(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("extends: b.yaml\n", encoding="utf-8")
+    b.write_text("extends: a.yaml\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"b\.yaml: `extends` loops back"):
+        load_yaml(a)
+    a.write_text("extends: nowhere.yaml\nseed: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"{a}: `extends: nowhere.yaml` names no file"):
+        load_yaml(a)
+    a.write_text("extends: [b.yaml]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="must be the path of another config file"):
+        load_yaml(a)
 
 
 def test_algorithm_names_and_params_are_validated_when_built():

@@ -1,8 +1,10 @@
 """Typed, validated run configuration (pydantic), loadable from YAML, with flag overrides.
 
 Also the config machinery every other config uses (grid, augment, ingest): the strict base
-:class:`StrictModel`, the dotted-override helper :func:`set_dotted` and :func:`build_config`
-(YAML + overrides -> a validated model, or a :class:`~guardmatch.errors.ConfigError` naming the key).
+:class:`StrictModel`, the dotted-override helper :func:`set_dotted`, :func:`deep_merge` and
+:func:`build_config` (YAML + overrides -> a validated model, or a :class:`~guardmatch.errors.ConfigError`
+naming the key). A YAML file may start from another with ``extends: other.yaml`` (a path relative to
+the file): its own keys are deep-merged over the other's, so a variant states only what differs.
 
 Defaults reproduce USB's NLP settings (docs/ALGORITHMS.md) where they apply; ``configs/*.yaml`` hold
 named setups (quickstart, paper, paper_cpu).
@@ -198,8 +200,15 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join([f"{source}: invalid configuration", *(f"  - {p}" for p in validation_problems(err))])
 
 
+EXTENDS_KEY = "extends"
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+    """A config file as a mapping, its ``extends:`` chain resolved (the file's keys win)."""
+    return _load_yaml_chain(Path(path), ())
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
@@ -209,6 +218,41 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     return data
+
+
+def _load_yaml_chain(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    seen = (*seen, path.resolve())
+    data = _read_mapping(path)
+    parent = data.pop(EXTENDS_KEY, None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent.strip():
+        raise ConfigError(f"{path}: `{EXTENDS_KEY}` must be the path of another config file, got {parent!r}")
+    parent_path = Path(parent).expanduser()
+    if not parent_path.is_absolute():
+        parent_path = path.parent / parent_path
+    if not parent_path.exists():
+        raise ConfigError(f"{path}: `{EXTENDS_KEY}: {parent}` names no file ({parent_path} not found)")
+    if parent_path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, parent_path.resolve()))
+        raise ConfigError(f"{path}: `{EXTENDS_KEY}` loops back to a file already in the chain ({chain})")
+    return deep_merge(_load_yaml_chain(parent_path, seen), data)
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` merged into a copy of ``base``: mappings merge key by key, anything else (lists
+    included) is replaced; dotted keys (``optim.lr``) are expanded."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if "." in key:
+            nested: dict[str, Any] = {}
+            set_dotted(nested, key, copy.deepcopy(value))
+            out = deep_merge(out, nested)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -7,11 +7,11 @@ from collections import Counter
 
 import pytest
 
+from guardmatch.config import deep_merge
 from guardmatch.data.example import Task
 from guardmatch.errors import ConfigError
 from guardmatch.grid import cell_config, config_hash, expand, load_grid_config
 from guardmatch.grid.cells import Cell, pool_sources
-from guardmatch.grid.config import deep_merge
 from guardmatch.grid.runner import parse_only
 
 
@@ -133,6 +133,11 @@ def test_shipped_configs_validate():
         grid = load_grid_config(root / name)
         cells = expand(grid)
         assert cells and all(cell_config(grid, c).data.task is c.task for c in cells[:50])
+    # the MPNet grid is the MiniLM grid through `extends`, differing in exactly these keys
+    minilm = load_grid_config(root / "paper_cpu_frozen.yaml").model_dump(mode="json")
+    mpnet = load_grid_config(root / "paper_cpu_frozen_mpnet.yaml").model_dump(mode="json")
+    assert mpnet["base"]["model"].pop("encoder") == "mpnet" and minilm["base"]["model"].pop("encoder") == "minilm"
+    assert {k for k in minilm if minilm[k] != mpnet[k]} == {"name", "description", "output_dir"}
 
 
 def test_widened_pool_materializes_distinct_unlabeled_prompts(tmp_path, shared_data):

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from guardmatch.config import TrainConfig, build_config
+from guardmatch.config import TrainConfig, build_config, deep_merge
 from guardmatch.data.example import Example, Task
 from guardmatch.errors import ConfigError
-from guardmatch.grid.config import Budget, GridConfig, deep_merge
+from guardmatch.grid.config import Budget, GridConfig
 
 CellKind = Literal["run", "baseline"]
 

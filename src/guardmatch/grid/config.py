@@ -24,13 +24,12 @@ key and the file.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from guardmatch.config import StrictModel, TrainConfig, build_config, set_dotted, validation_problems
+from guardmatch.config import StrictModel, TrainConfig, build_config, deep_merge, validation_problems
 from guardmatch.data.example import Task
 from guardmatch.errors import ConfigError, UnknownNameError
 
@@ -263,21 +262,6 @@ class GridConfig(StrictModel):
                                              "baseline": self.baselines, "pool": self.pools}
         spec = tables[kind].get(name)
         return (spec.label if spec is not None and spec.label else name)
-
-
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``update`` merged into a copy of ``base``; dotted keys (``optim.lr``) are expanded."""
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if "." in key:
-            nested: dict[str, Any] = {}
-            set_dotted(nested, key, copy.deepcopy(value))
-            out = deep_merge(out, nested)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def load_grid_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
