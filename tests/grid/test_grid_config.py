@@ -129,7 +129,7 @@ def test_shipped_configs_validate():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2] / "configs"
-    for name in ("paper_cpu.yaml", "paper_cpu_frozen.yaml", "paper.yaml"):
+    for name in ("paper_cpu.yaml", "paper_cpu_frozen.yaml", "paper.yaml", "quickstart.yaml", "quickstart_llm.yaml"):
         grid = load_grid_config(root / name)
         cells = expand(grid)
         assert cells and all(cell_config(grid, c).data.task is c.task for c in cells[:50])
