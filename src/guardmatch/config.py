@@ -233,8 +233,8 @@ def _load_yaml_chain(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         parent_path = path.parent / parent_path
     if not parent_path.exists():
         raise ConfigError(f"{path}: `{EXTENDS_KEY}: {parent}` names no file ({parent_path} not found)")
-    if parent_path.resolve() in seen:
-        chain = " -> ".join(str(p) for p in (*seen, parent_path.resolve()))
+    if (resolved := parent_path.resolve()) in seen:
+        chain = " -> ".join(str(p) for p in (*seen, resolved))
         raise ConfigError(f"{path}: `{EXTENDS_KEY}` loops back to a file already in the chain ({chain})")
     return deep_merge(_load_yaml_chain(parent_path, seen), data)
 
