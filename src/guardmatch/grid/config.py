@@ -155,6 +155,10 @@ class GridConfig(StrictModel):
     baselines: dict[str, BaselineSpec] = Field(default_factory=dict)
     keep_checkpoints: bool = Field(False, description="keep a finished cell's checkpoints/ (large)")
     keep_models: bool = Field(False, description="keep a finished cell's model/ (the scores for the report stay)")
+    archive_dir: str | None = Field(
+        None, description="keep every finished cell's results here too, one small <grid name>/<key>.tar.gz each (commit "
+        "it): "
+        "a fresh clone restores them instead of rerunning the cells (guardmatch.grid.archive)")
     report: ReportSpec = Field(default_factory=ReportSpec)
 
     @field_validator("budgets")

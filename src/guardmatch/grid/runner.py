@@ -11,7 +11,10 @@ Per cell the runner:
 3. trains with :func:`guardmatch.training.run.run_training` (the same code as ``guardmatch train``),
    or fits a baseline on the same split (:mod:`guardmatch.grid.baselines`);
 4. writes ``cell.json`` last (the cell is finished only then), indexes it, and removes the
-   checkpoints (and the model, unless ``keep_models``) to keep a 100-cell grid small on disk.
+   checkpoints (and the model, unless ``keep_models``) to keep a 100-cell grid small on disk;
+5. with ``archive_dir`` set, also writes the cell's results there as one small archive
+   (:mod:`guardmatch.grid.archive`), and planning restores archived cells of the same config hash
+   whose directories are missing: a grid commits its finished cells and a fresh clone resumes it.
 
 Cells run in-process, one at a time (the data, split and view caches are memoized across cells).
 A ``grid.lock`` (flock) keeps two runners off the same grid directory.
@@ -34,6 +37,7 @@ from rich.console import Console
 from guardmatch.config import TrainConfig
 from guardmatch.data.example import Task
 from guardmatch.errors import ConfigError, GuardmatchError
+from guardmatch.grid.archive import archive_path, export_cell, restore_cell
 from guardmatch.grid.cells import (
     Cell,
     cell_config,
@@ -137,6 +141,9 @@ class GridRunner:
             config = cell_config(self.grid, cell, self._extra(cell), self._views_cache(cell))
             digest = config_hash(self.grid, cell, config)
             record = read_cell_file(path)
+            if self.grid.archive_dir and (record is None or record.get("status") != "done") \
+                    and restore_cell(archive_path(self.grid.archive_dir, self.grid.name, cell.key), path, digest):
+                record = read_cell_file(path)  # finished elsewhere: its archived results, same config
             if record is not None and record.get("status") == "done":
                 state = "done" if record.get("config_hash") == digest else "stale"
             elif (path / "checkpoints").is_dir() and any((path / "checkpoints").iterdir()):
@@ -218,6 +225,9 @@ class GridRunner:
         summary = GridSummary()
         with self.open_store() as store:
             store.sync([p.cell.to_dict() for p in plans if p.state == "done"], {p.cell.key: p.path for p in plans})
+            for p in plans:  # cells finished before archive_dir was set, or by an older run
+                if p.state == "done":
+                    self._archive(p)
             todo = [p for p in plans if p.state != "done" and self._should_run(p)]
             summary.skipped_done = [p.cell.key for p in plans if p.state == "done"]
             self.console.print(f"[bold]grid {self.grid.name}[/]: {len(plans)} cells, {len(summary.skipped_done)} done, "
@@ -254,11 +264,16 @@ class GridRunner:
                 finally:
                     gc.collect()
                 store.mark_done(cell.to_dict(), record)
+                self._archive(plan)
                 summary.ran.append(cell.key)
                 f1 = ", ".join(f"{k} {v['f1']:.3f}" for k, v in record["metrics"].items())
                 self.console.print(f"[green]done[/] {cell.key} in {record['elapsed_s']:.0f}s: F1 {f1}")
         summary.elapsed_s = time.perf_counter() - t0
         return summary
+
+    def _archive(self, plan: CellPlan) -> None:
+        if self.grid.archive_dir:
+            export_cell(plan.path, archive_path(self.grid.archive_dir, self.grid.name, plan.cell.key))
 
     def _should_run(self, plan: CellPlan) -> bool:
         if plan.cell.kind == "baseline" and not self.grid.baselines[plan.cell.method].run:
