@@ -156,9 +156,8 @@ class GridConfig(StrictModel):
     keep_checkpoints: bool = Field(False, description="keep a finished cell's checkpoints/ (large)")
     keep_models: bool = Field(False, description="keep a finished cell's model/ (the scores for the report stay)")
     archive_dir: str | None = Field(
-        None, description="keep every finished cell's results here too, one small <grid name>/<key>.tar.gz each (commit "
-        "it): "
-        "a fresh clone restores them instead of rerunning the cells (guardmatch.grid.archive)")
+        None, description="keep every finished cell's results here too, one small <grid name>/<key>.tar.gz each "
+        "(commit it): a fresh clone restores them instead of rerunning the cells (guardmatch.grid.archive)")
     report: ReportSpec = Field(default_factory=ReportSpec)
 
     @field_validator("budgets")
