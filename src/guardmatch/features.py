@@ -22,7 +22,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence, cast
+from typing import TYPE_CHECKING, Iterable, Sequence, cast
 
 import numpy as np
 import torch
@@ -46,12 +46,6 @@ class _Stop(Exception):
         self.value = value
 
 
-class _BertMasks(Protocol):
-    """A BERT-family encoder that builds its masks with ``_create_attention_masks`` (checked by ``LayerSplit``)."""
-
-    def _create_attention_masks(self, **kwargs: Any) -> tuple[Any, Any]: ...
-
-
 class LayerSplit:
     """An HF encoder cut before layer ``start``: ``lower`` = embeddings + layers [0, start),
     ``upper`` = layers [start, L). ``upper(lower(x)) == encoder(x).last_hidden_state``.
@@ -70,7 +64,10 @@ class LayerSplit:
         self.start = start
         inner = type(encoder.encoder).__name__
         self.kind = "deberta" if inner.startswith("DebertaV2") else "mpnet" if inner == "MPNetEncoder" else "bert"
-        if self.kind == "bert" and start < len(self.layers) and not hasattr(encoder, "_create_attention_masks"):
+        # BERT-family encoders on transformers' masking utilities (they have _create_attention_masks);
+        # decoders (causal masks) are not cut
+        if self.kind == "bert" and start < len(self.layers) and (
+                not hasattr(encoder, "_create_attention_masks") or getattr(encoder.config, "is_decoder", False)):
             raise NotImplementedError(
                 f"top-layer fine-tuning does not support {type(encoder).__name__} yet; use mode=full"
             )
@@ -117,20 +114,17 @@ class LayerSplit:
             for layer in layers:
                 hidden, _ = layer(hidden, mask, relative_pos=rel_pos, rel_embeddings=rel_emb)
             return hidden
-        if self.kind == "mpnet":
-            from transformers.masking_utils import create_bidirectional_mask
+        from transformers.masking_utils import create_bidirectional_mask
 
-            mpnet_mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden,
-                                                   attention_mask=attention_mask)
+        # the public helper both families build their (encoder-only) mask with; the private
+        # BertModel._create_attention_masks changed its signature in transformers 5.25
+        mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        if self.kind == "mpnet":
             mpnet = cast("MPNetEncoder", self.encoder.encoder)  # kind "mpnet": an MPNetEncoder
             position_bias = mpnet.compute_position_bias(hidden)
             for layer in layers:
-                hidden = layer(hidden, mpnet_mask, position_bias)[0]
+                hidden = layer(hidden, mask, position_bias)[0]
             return hidden
-        mask, _ = cast(_BertMasks, self.encoder)._create_attention_masks(
-            attention_mask=attention_mask, encoder_attention_mask=None, embedding_output=hidden,
-            encoder_hidden_states=None, cache=None,
-        )
         for layer in layers:
             out = layer(hidden, mask)
             hidden = out[0] if isinstance(out, tuple) else out
