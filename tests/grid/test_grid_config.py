@@ -138,6 +138,15 @@ def test_shipped_configs_validate():
     mpnet = load_grid_config(root / "paper_cpu_frozen_mpnet.yaml").model_dump(mode="json")
     assert mpnet["base"]["model"].pop("encoder") == "mpnet" and minilm["base"]["model"].pop("encoder") == "minilm"
     assert {k for k in minilm if minilm[k] != mpnet[k]} == {"name", "description", "output_dir"}
+    # the MPNet top-layer grid is paper_cpu's headline row: an empty budget list turns the inherited
+    # response task off, explicit lists restrict the prompt task
+    headline = load_grid_config(root / "paper_cpu_mpnet.yaml")
+    runs = Counter((c.task.value, c.pool, c.method, c.augmenter, str(c.budget)) for c in expand(headline)
+                   if c.kind == "run")
+    assert runs == {("prompt", "in_source", "supervised", None, "200"): 3,
+                    **{("prompt", "in_source", m, "llm-rewrite", "200"): 3
+                       for m in ("fixmatch", "marginmatch", "multimatch")}}
+    assert cell_config(headline, expand(headline)[0]).model.encoder == "mpnet"
 
 
 def test_widened_pool_materializes_distinct_unlabeled_prompts(tmp_path, shared_data):

@@ -97,6 +97,9 @@ class BaselineSpec(StrictModel):
 
 
 class TaskSpec(StrictModel):
+    """A task's overrides and which axes it runs (``None``: the grid's; an empty list: none, e.g.
+    ``budgets: []`` turns off a task inherited through ``extends``)."""
+
     overrides: dict[str, Any] = Field(default_factory=dict, description="TrainConfig keys for this task")
     budgets: list[Budget] | None = None
     pools: list[str] = Field(default_factory=lambda: ["in_source"])
@@ -220,13 +223,16 @@ class GridConfig(StrictModel):
 
     # ------------------------------------------------------------------ derived
     def task_budgets(self, task: Task) -> list[Budget]:
-        return list(self.tasks[task].budgets or self.budgets)
+        chosen = self.tasks[task].budgets
+        return list(chosen) if chosen is not None else list(self.budgets)
 
     def task_methods(self, task: Task) -> list[str]:
-        return list(self.tasks[task].methods or self.methods)
+        chosen = self.tasks[task].methods
+        return list(chosen) if chosen is not None else list(self.methods)
 
     def task_augmenters(self, task: Task) -> list[str]:
-        names = self.tasks[task].augmenters or list(self.augmenters)
+        chosen = self.tasks[task].augmenters
+        names = list(chosen) if chosen is not None else list(self.augmenters)
         out = []
         for n in names:
             tasks = self.augmenters[n].tasks
