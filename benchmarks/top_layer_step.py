@@ -1,7 +1,8 @@
 """Seconds per top-layer training step, before and after (issue 13, item 4), per method.
 
 Settings, each on the same data (200 stratified WildGuardTrain labels, an unlabeled pool of the
-texts holding EDA views from ``views/``, capped), packaged MiniLM, max length 128, B=16, mu=1:
+texts holding EDA views from ``views/``, capped), packaged MiniLM (``--encoder mpnet``:
+all-mpnet-base-v2), max length 128, B=16, mu=1:
 
 * ``top-2, shuffled``: today's grid cells (top 2 layers fine-tuned, random batches, dynamic padding);
 * ``top-2, length buckets``: batches drawn from windows of 16 batches sorted by length
@@ -19,8 +20,10 @@ time) after 3 warm-up steps with 1 torch thread: on shared cores wall time measu
 CPU time measures the work (with free cores and 1 thread the two agree).
 
     nice -n 0 python benchmarks/top_layer_step.py [--steps 20] [--threads 1]
+    python benchmarks/top_layer_step.py --encoder mpnet --setting "top-2, length buckets, bf16"
 
-Writes ``benchmarks/results/top_layer_step.{json,md}``.
+Writes ``benchmarks/results/top_layer_step.{json,md}`` (``top_layer_step_<encoder>.*`` for another
+encoder than MiniLM).
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from guardmatch.config import TrainConfig
@@ -48,7 +50,7 @@ SETTINGS = {"top-2, shuffled": (2, 0, "fp32"), "top-2, length buckets": (2, 16, 
 
 
 def config(method: str, top: int, bucket: int, steps: int, work: Path, pool_cap: int,
-           precision: str = "fp32") -> TrainConfig:
+           precision: str = "fp32", encoder: str = "minilm") -> TrainConfig:
     return TrainConfig.model_validate({
         "output_dir": str(work / f"{method}-{top}-{bucket}-{precision}"), "algorithm": method, "mode": "top_layers",
         "top_layers": top, "feature_cache_dir": str(work / "features"), "seed": 0, "resume": False,
@@ -56,7 +58,7 @@ def config(method: str, top: int, bucket: int, steps: int, work: Path, pool_cap:
         "algorithm_params": {"recalibrate_every": 25} if method == "multimatch" else {},
         "data": {"train": "wildguardtrain", "labels": 200, "suite": "none", "allow_hub": False,
                  "unlabeled_limit": pool_cap},
-        "model": {"encoder": "minilm", "max_length": 128},
+        "model": {"encoder": encoder, "max_length": 128},
         "optim": {"batch_size": 16, "mu": 1, "max_steps": steps, "length_buckets": bucket, "lr": 2e-4},
         "views": {"cache": "eda", "min_coverage": 0.0}, "save_every": 10_000, "log_every": 10_000,
     })
@@ -99,18 +101,23 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pool-cap", type=int, default=600)
     ap.add_argument("--quality", action="store_true", help="also train supervised 200-label models per setting")
+    ap.add_argument("--encoder", default="minilm", help="minilm (default) or mpnet (scripts/get_mpnet.sh)")
+    ap.add_argument("--setting", action="append", choices=list(SETTINGS),
+                    help="a setting to time (repeatable; default: all)")
     args = ap.parse_args()
+    settings = {name: SETTINGS[name] for name in (args.setting or SETTINGS)}
+    stem = "top_layer_step" if args.encoder == "minilm" else f"top_layer_step_{args.encoder}"
     torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for label, (top, bucket, precision) in SETTINGS.items():
+        for label, (top, bucket, precision) in settings.items():
             for method in METHODS:
                 timer = StepTimer()
                 try:
                     t = time.perf_counter()
                     result = run_mod.run_training(config(method, top, bucket, args.steps + 3, work, args.pool_cap,
-                                                         precision), evaluate=False)
+                                                         precision, args.encoder), evaluate=False)
                     wall = time.perf_counter() - t
                 finally:
                     timer.close()
@@ -121,8 +128,8 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 rows.append(row)
         quality = []
-        for label, (top, bucket, precision) in SETTINGS.items() if args.quality else ():
-            cfg = config("supervised", top, bucket, 1, work, args.pool_cap, precision)
+        for label, (top, bucket, precision) in settings.items() if args.quality else ():
+            cfg = config("supervised", top, bucket, 1, work, args.pool_cap, precision, args.encoder)
             cfg = cfg.model_copy(update={
                 "output_dir": cfg.output_dir + "-quality",
                 "data": cfg.data.model_copy(update={"suite": "prompt"}),
@@ -136,25 +143,28 @@ def main() -> None:
     from guardmatch.data.suites import load_dataset
     from guardmatch.encoders import resolve_encoder
 
-    tok = AutoTokenizer.from_pretrained(resolve_encoder("minilm"))
+    tok = AutoTokenizer.from_pretrained(resolve_encoder(args.encoder))
     texts = [ex.prompt for ex in load_dataset("wildguardtrain", "prompt").examples]
     padding = {f"bucket={b}": round(padding_efficiency(tok, texts, 16, b), 4) for b in (0, 16)}
     base = {r["method"]: r["step_s"] for r in rows if r["setting"] == "top-2, shuffled"}
     for r in rows:
-        r["speedup"] = round(base[r["method"]] / r["step_s"], 2) if r["step_s"] else None
-    meta = {"machine": f"{os.cpu_count()} CPU cores", "threads": args.threads, "batch": 16, "mu": 1,
+        r["speedup"] = round(base[r["method"]] / r["step_s"], 2) if r["step_s"] and r["method"] in base else None
+    meta = {"machine": f"{os.cpu_count()} CPU cores", "encoder": args.encoder, "threads": args.threads,
+            "batch": 16, "mu": 1,
             "max_length": 128, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
             "padding_efficiency_wildguardtrain": padding,
             "note": "CPU seconds per step (process time, 1 torch thread); the cores were shared with other jobs"}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "top_layer_step.json").write_text(json.dumps({"meta": meta, "rows": rows, "quality": quality},
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows, "quality": quality},
                                                             indent=2) + "\n")
     lines = ["| setting | " + " | ".join(METHODS) + " |", "|---|" + "---:|" * len(METHODS)]
-    for label in SETTINGS:
+    for label in settings:
         cells = {r["method"]: r for r in rows if r["setting"] == label}
-        lines.append(f"| {label} | " + " | ".join(f"{cells[m]['step_s']:.3f} s ({cells[m]['speedup']:.2f}x)"
-                                                   for m in METHODS) + " |")
-    md = ("# Top-layer step cost (CPU s per step, 1 thread, median; speedup vs top-2 shuffled)\n\n" + "\n".join(lines)
+        lines.append(f"| {label} | " + " | ".join(
+            f"{cells[m]['step_s']:.3f} s" + (f" ({cells[m]['speedup']:.2f}x)" if cells[m]["speedup"] else "")
+            for m in METHODS) + " |")
+    md = (f"# Top-layer step cost, {args.encoder} (CPU s per step, {args.threads} thread(s), median; speedup vs "
+          "top-2 shuffled where measured)\n\n" + "\n".join(lines)
           + f"\n\nPadding efficiency (real / padded tokens, WildGuardTrain prompts, B=16): {padding}.\n"
           + f"{args.threads} torch thread(s), load average at the end {meta['loadavg_at_end']} "
           "(the view generation ran beside it).\n")
@@ -165,7 +175,7 @@ def main() -> None:
         for q in quality:
             md += f"| {q['setting']} | {q['steps']} | {q['train_s']} | " + " | ".join(
                 f"{q['f1'][k]:.3f}" for k in sets) + " |\n"
-    (RESULTS / "top_layer_step.md").write_text(md)
+    (RESULTS / f"{stem}.md").write_text(md)
     print(md)
 
 
