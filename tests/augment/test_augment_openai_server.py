@@ -68,6 +68,38 @@ def test_concurrent_chat_against_real_server(server):
     assert all(g.text.strip() and g.completion_tokens <= 6 for g in gens)
 
 
+def test_chains_send_each_second_step_from_its_own_first_reply(server):
+    backend = build_backend(BackendConfig(kind="openai", model="smollm2", base_url=server, concurrency=2,
+                                          timeout_s=60, max_retries=1))
+    seen: dict[int, str] = {}
+
+    def follow_up(i, reply):
+        seen[i] = reply.text
+        if i == 1:
+            return None  # item 1 stops after its first step
+        return [{"role": "user", "content": f"Repeat: {reply.text}"}], GenerationParams(max_new_tokens=4, seed=i)
+
+    convs = [[{"role": "user", "content": f"Say the number {i}."}] for i in range(3)]
+    chains = backend.chat_chains(convs, [GenerationParams(max_new_tokens=5, seed=i) for i in range(3)], follow_up)
+    assert sorted(seen) == [0, 1, 2] and [first.text for first, _ in chains] == [seen[0], seen[1], seen[2]]
+    assert chains[1][1] is None
+    assert all(second is not None and second.error is None and second.completion_tokens <= 4
+               for i, (_, second) in enumerate(chains) if i != 1)
+
+
+def test_backtranslation_views_through_the_server(server, short_prompts, tmp_path):
+    from guardmatch.augment.backtranslation import LLMBacktranslationConfig, LLMBacktranslator
+
+    cfg = LLMBacktranslationConfig(backend=BackendConfig(kind="openai", model="smollm2", base_url=server,
+                                                         concurrency=2), max_new_tokens=10)
+    rep = augment(short_prompts[:2], LLMBacktranslator(cfg), Task.PROMPT, views=1, cache_root=tmp_path,
+                  max_attempts=1, progress=False,
+                  quality_filter=QualityFilter(ViewFilterConfig(intent=IntentCheckConfig(mode="none"))))
+    recs = list(ViewCache.open(rep.cache_dir).iter_records("prompt"))
+    assert len(recs) == 2 and all(r.reason != "error" and r.meta["pivot"] == "de" for r in recs)
+    assert all(r.meta["pivot_text"] and "finish" in r.meta for r in recs)  # both legs ran for each text
+
+
 def test_rewrite_views_through_the_server(server, short_prompts, tmp_path):
     cfg = LLMRewriteConfig(backend=BackendConfig(kind="openai", model="smollm2", base_url=server, concurrency=2),
                            max_new_tokens=12)

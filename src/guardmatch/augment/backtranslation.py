@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import Field
 
-from guardmatch.augment.backends import BackendConfig, ChatBackend, GenerationParams, build_backend
+from guardmatch.augment.backends import BackendConfig, ChatBackend, Generation, GenerationParams, Message, build_backend
 from guardmatch.augment.backends.models import file_identity
 from guardmatch.augment.base import Augmenter, AugmenterConfig, Draft, ViewRequest
 from guardmatch.augment.postprocess import clean_output
@@ -216,39 +216,47 @@ class LLMBacktranslator(Augmenter, _PivotMixin):
     def preferred_batch_size(self) -> int:
         return self.backend.preferred_batch_size()
 
-    def _translate(self, texts: list[str], src: str, tgt: str, seeds: list[int]) -> list[tuple[str, str | None, str]]:
+    def _request(self, text: str, src: str, tgt: str, seed: int) -> tuple[list[Message], GenerationParams]:
         cfg = self.config
-        convs = [self.template.render(text=t, source_lang=LANGUAGE_NAMES.get(src, src),
-                                      target_lang=LANGUAGE_NAMES.get(tgt, tgt)) for t in texts]
-        params = [GenerationParams(max_new_tokens=min(cfg.max_new_tokens,
-                                                      int(cfg.length_factor * self.backend.count_tokens(t)) + 32),
-                                   temperature=cfg.temperature, top_p=cfg.top_p, seed=s) for t, s in zip(texts, seeds)]
-        return [(clean_output(g.text), g.error, g.finish_reason) for g in self.backend.chat(convs, params)]
+        conv = self.template.render(text=text, source_lang=LANGUAGE_NAMES.get(src, src),
+                                    target_lang=LANGUAGE_NAMES.get(tgt, tgt))
+        budget = int(cfg.length_factor * self.backend.count_tokens(text)) + 32
+        params = GenerationParams(max_new_tokens=min(cfg.max_new_tokens, budget), temperature=cfg.temperature,
+                                  top_p=cfg.top_p, seed=seed)
+        return conv, params
 
     def generate(self, requests: list[ViewRequest]) -> list[Draft]:
+        """Both legs of every request through the backend's two-step chat: a server backend starts
+        a text's way back as soon as its own pivot text is in."""
         drafts: list[Draft | None] = [None] * len(requests)
         by_pivot: dict[str, list[int]] = {}
         for i, req in enumerate(requests):
             by_pivot.setdefault(self.pivot(req), []).append(i)
         for pivot, idx in by_pivot.items():
-            seeds = [requests[i].seed for i in idx]
-            mid = self._translate([requests[i].source_text for i in idx], "en", pivot, seeds)
-            ok = [j for j, (_, err, _) in enumerate(mid) if err is None and mid[j][0].strip()]
-            back = dict(zip(ok, self._translate([mid[j][0] for j in ok], pivot, "en", [seeds[j] + 1 for j in ok])))
-            for j, i in enumerate(idx):
+            there = [self._request(requests[i].source_text, "en", pivot, requests[i].seed) for i in idx]
+
+            def back(j: int, reply: Generation, pivot: str = pivot, idx: list[int] = idx):
+                mid = clean_output(reply.text)
+                if reply.error is not None or not mid.strip():
+                    return None
+                return self._request(mid, pivot, "en", requests[idx[j]].seed + 1)
+
+            chains = self.backend.chat_chains([c for c, _ in there], [p for _, p in there], back)
+            for (first, second), i in zip(chains, idx):
                 meta = {"pivot": pivot, "engine": "llm", "backend": self.backend.name,
-                        "model": self.backend.config.model, "pivot_text": mid[j][0], "pivot_finish": mid[j][2]}
-                if j not in back:  # the first leg failed or came back empty
-                    if mid[j][1]:
-                        drafts[i] = Draft(metadata=meta, error=mid[j][1])
+                        "model": self.backend.config.model, "pivot_text": clean_output(first.text),
+                        "pivot_finish": first.finish_reason}
+                if second is None:  # the first leg failed or came back empty
+                    if first.error:
+                        drafts[i] = Draft(metadata=meta, error=first.error)
                     else:
                         drafts[i] = Draft(prompt="", metadata=meta) if requests[i].task is Task.PROMPT \
                             else Draft(response="", metadata=meta)
                     continue
-                text, err, finish = back[j]
-                meta["finish"] = finish
-                if err:
-                    drafts[i] = Draft(metadata=meta, error=err)
+                text = clean_output(second.text)
+                meta["finish"] = second.finish_reason
+                if second.error:
+                    drafts[i] = Draft(metadata=meta, error=second.error)
                 elif requests[i].task is Task.PROMPT:
                     drafts[i] = Draft(prompt=text, metadata=meta)
                 else:

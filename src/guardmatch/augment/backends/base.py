@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -12,6 +13,8 @@ from guardmatch.config import StrictModel
 from guardmatch.registry import Registry
 
 Message = dict[str, str]
+FollowUp = Callable[[int, "Generation"], "tuple[list[Message], GenerationParams] | None"]
+"""``follow_up(i, reply)``: item ``i``'s second request, made from its first ``reply`` (or None)."""
 
 BACKENDS: Registry[ChatBackend] = Registry("chat backend", modules=(
     "guardmatch.augment.backends.llama_cpp", "guardmatch.augment.backends.transformers",
@@ -102,6 +105,21 @@ class ChatBackend(ABC):
     @abstractmethod
     def chat(self, conversations: list[list[Message]], params: list[GenerationParams]) -> list[Generation]:
         """Replies in the order of ``conversations``."""
+
+    def chat_chains(self, conversations: list[list[Message]], params: list[GenerationParams],
+                    follow_up: FollowUp) -> list[tuple[Generation, Generation | None]]:
+        """Two-step requests (e.g. a translation there and back): each item's first reply, then the
+        reply to ``follow_up(i, first)`` where that is not None. Here as two batches (every first
+        step, then every second step); a server backend overrides it so that an item's second step
+        starts as soon as its own first step is back, with no wait for the batch's slowest item."""
+        first = self.chat(conversations, params)
+        nexts = [follow_up(i, g) for i, g in enumerate(first)]
+        todo = [(i, n) for i, n in enumerate(nexts) if n is not None]
+        second = self.chat([n[0] for _, n in todo], [n[1] for _, n in todo]) if todo else []
+        out: list[tuple[Generation, Generation | None]] = [(g, None) for g in first]
+        for (i, _), g in zip(todo, second):
+            out[i] = (first[i], g)
+        return out
 
     def count_tokens(self, text: str) -> int:
         """Approximate token count (backends with a tokenizer override this)."""

@@ -19,7 +19,15 @@ import asyncio
 import os
 from typing import Any
 
-from guardmatch.augment.backends.base import BACKENDS, BackendConfig, ChatBackend, Generation, GenerationParams, Message
+from guardmatch.augment.backends.base import (
+    BACKENDS,
+    BackendConfig,
+    ChatBackend,
+    FollowUp,
+    Generation,
+    GenerationParams,
+    Message,
+)
 from guardmatch.errors import GuardmatchError
 
 NO_KEY = "no-key"  # servers without auth ignore it; the SDK needs some key
@@ -73,6 +81,24 @@ class OpenAICompatBackend(ChatBackend):
             return list(await asyncio.gather(*(self._one(openai, client, sem, m, p)
                                                for m, p in zip(conversations, params))))
 
+    def chat_chains(self, conversations: list[list[Message]], params: list[GenerationParams],
+                    follow_up: FollowUp) -> list[tuple[Generation, Generation | None]]:
+        """Each item's second request is sent as soon as its own first reply is back, so the
+        server's slots stay busy while slower items of the batch are still on their first step."""
+        return asyncio.run(self._chains(conversations, params, follow_up))
+
+    async def _chains(self, conversations: list[list[Message]], params: list[GenerationParams],
+                      follow_up: FollowUp) -> list[tuple[Generation, Generation | None]]:
+        openai = _openai()
+        sem = asyncio.Semaphore(self.config.concurrency)
+        async with openai.AsyncOpenAI(**self._client_args()) as client:
+            async def chain(i: int, messages: list[Message], p: GenerationParams) -> tuple[Generation, Generation | None]:
+                first = await self._one(openai, client, sem, messages, p)
+                nxt = follow_up(i, first)
+                return first, (await self._one(openai, client, sem, *nxt) if nxt is not None else None)
+
+            return list(await asyncio.gather(*(chain(i, m, p) for i, (m, p) in enumerate(zip(conversations, params)))))
+
     async def _one(self, openai: Any, client: Any, sem: asyncio.Semaphore, messages: list[Message],
                    p: GenerationParams) -> Generation:
         extra: dict[str, Any] = {"stop": p.stop} if p.stop else {}
@@ -100,4 +126,5 @@ class OpenAICompatBackend(ChatBackend):
             return Generation("", "error", error=f"malformed response: {type(exc).__name__}: {exc}")
 
     def preferred_batch_size(self) -> int:
-        return max(8, 2 * self.config.concurrency)
+        """4 requests per slot: the slots drain only at a batch's end (a killed run loses that much)."""
+        return max(8, 4 * self.config.concurrency)
