@@ -23,7 +23,7 @@ CPU time measures the work (with free cores and 1 thread the two agree).
     python benchmarks/top_layer_step.py --encoder mpnet --setting "top-2, length buckets, bf16"
 
 Writes ``benchmarks/results/top_layer_step.{json,md}`` (``top_layer_step_<encoder>.*`` for another
-encoder than MiniLM).
+encoder or a ``--setting`` subset).
 """
 
 from __future__ import annotations
@@ -101,12 +101,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pool-cap", type=int, default=600)
     ap.add_argument("--quality", action="store_true", help="also train supervised 200-label models per setting")
-    ap.add_argument("--encoder", default="minilm", help="minilm (default) or mpnet (scripts/get_mpnet.sh)")
+    ap.add_argument("--encoder", default="minilm", choices=["minilm", "mpnet"],
+                    help="mpnet: all-mpnet-base-v2 from scripts/get_mpnet.sh")
     ap.add_argument("--setting", action="append", choices=list(SETTINGS),
                     help="a setting to time (repeatable; default: all)")
     args = ap.parse_args()
     settings = {name: SETTINGS[name] for name in (args.setting or SETTINGS)}
-    stem = "top_layer_step" if args.encoder == "minilm" else f"top_layer_step_{args.encoder}"
+    # the full MiniLM table is top_layer_step.*; a subset or another encoder never overwrites it
+    stem = "top_layer_step" if args.encoder == "minilm" and not args.setting else f"top_layer_step_{args.encoder}"
     torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -77,14 +77,17 @@ def test_chains_send_each_second_step_from_its_own_first_reply(server):
         seen[i] = reply.text
         if i == 1:
             return None  # item 1 stops after its first step
+        if i == 3:
+            raise ValueError("bad reply")  # costs item 3 only
         return [{"role": "user", "content": f"Repeat: {reply.text}"}], GenerationParams(max_new_tokens=4, seed=i)
 
-    convs = [[{"role": "user", "content": f"Say the number {i}."}] for i in range(3)]
-    chains = backend.chat_chains(convs, [GenerationParams(max_new_tokens=5, seed=i) for i in range(3)], follow_up)
-    assert sorted(seen) == [0, 1, 2] and [first.text for first, _ in chains] == [seen[0], seen[1], seen[2]]
+    convs = [[{"role": "user", "content": f"Say the number {i}."}] for i in range(4)]
+    chains = backend.chat_chains(convs, [GenerationParams(max_new_tokens=5, seed=i) for i in range(4)], follow_up)
+    assert sorted(seen) == [0, 1, 2, 3] and [first.text for first, _ in chains] == [seen[i] for i in range(4)]
     assert chains[1][1] is None
+    assert chains[3][1].error == "follow-up failed: ValueError: bad reply"
     assert all(second is not None and second.error is None and second.completion_tokens <= 4
-               for i, (_, second) in enumerate(chains) if i != 1)
+               for _, second in (chains[0], chains[2]))
 
 
 def test_backtranslation_views_through_the_server(server, short_prompts, tmp_path):

@@ -58,6 +58,11 @@ def test_grid_runs_every_cell_records_skips_and_reports(make_grid, tmp_path):
 
     report = build_report(grid)
     md = report["markdown"]
+    # a task switched off by an empty axis (as configs/paper_cpu_mpnet.yaml does) has no cells, no
+    # tables and no plots, and the rest of the report is unchanged
+    off = make_grid(tasks={"prompt": {}, "response": {"budgets": []}})
+    off_md = build_report(off, tmp_path / "report_off")["markdown"]
+    assert "response task" not in off_md and "| supervised |" in off_md
     assert "| method | 20 · wildguardtest | 20 · oaimod | 20 · xstest | 20 · aegis |" in md
     for row in ("| supervised |", "| FixMatch + word drop |", "| TF-IDF |"):
         assert row in md

@@ -98,7 +98,8 @@ class BaselineSpec(StrictModel):
 
 class TaskSpec(StrictModel):
     """A task's overrides and which axes it runs (``None``: the grid's; an empty list: none, e.g.
-    ``budgets: []`` turns off a task inherited through ``extends``)."""
+    ``budgets: []`` turns off a task inherited through ``extends``, ``augmenters: []`` keeps only its
+    supervised runs and baselines)."""
 
     overrides: dict[str, Any] = Field(default_factory=dict, description="TrainConfig keys for this task")
     budgets: list[Budget] | None = None

@@ -77,6 +77,8 @@ def pr_curves(grid: GridConfig, df: pd.DataFrame, summary: pd.DataFrame, out: Pa
     files = []
     for task in [t.value for t in grid.tasks]:
         budgets = [str(b) for b in grid.task_budgets(Task(task))]
+        if not budgets:  # a task switched off (budgets: [])
+            continue
         budget = str(grid.report.pr_budget) if str(grid.report.pr_budget) in budgets else budgets[0]
         first = grid.tasks[Task(task)].pools[0]
         sub = summary[(summary.task == task) & (summary.budget == budget) & (summary.pool == first)]

@@ -109,14 +109,22 @@ class ChatBackend(ABC):
     def chat_chains(self, conversations: list[list[Message]], params: list[GenerationParams],
                     follow_up: FollowUp) -> list[tuple[Generation, Generation | None]]:
         """Two-step requests (e.g. a translation there and back): each item's first reply, then the
-        reply to ``follow_up(i, first)`` where that is not None. Here as two batches (every first
+        reply to ``follow_up(i, first)`` where that is not None (a ``follow_up`` that raises gives
+        that item an ``error`` second reply). Here as two batches (every first
         step, then every second step); a server backend overrides it so that an item's second step
         starts as soon as its own first step is back, with no wait for the batch's slowest item."""
         first = self.chat(conversations, params)
-        nexts = [follow_up(i, g) for i, g in enumerate(first)]
-        todo = [(i, n) for i, n in enumerate(nexts) if n is not None]
-        second = self.chat([n[0] for _, n in todo], [n[1] for _, n in todo]) if todo else []
         out: list[tuple[Generation, Generation | None]] = [(g, None) for g in first]
+        todo = []
+        for i, g in enumerate(first):
+            try:
+                nxt = follow_up(i, g)
+            except Exception as exc:  # noqa: BLE001 - one bad item must not lose the batch
+                out[i] = (g, Generation("", "error", error=f"follow-up failed: {type(exc).__name__}: {exc}"))
+                continue
+            if nxt is not None:
+                todo.append((i, nxt))
+        second = self.chat([n[0] for _, n in todo], [n[1] for _, n in todo]) if todo else []
         for (i, _), g in zip(todo, second):
             out[i] = (first[i], g)
         return out

@@ -83,21 +83,34 @@ class OpenAICompatBackend(ChatBackend):
 
     def chat_chains(self, conversations: list[list[Message]], params: list[GenerationParams],
                     follow_up: FollowUp) -> list[tuple[Generation, Generation | None]]:
-        """Each item's second request is sent as soon as its own first reply is back, so the
-        server's slots stay busy while slower items of the batch are still on their first step."""
+        """``concurrency`` workers, each taking the next item and running both its steps: a slot
+        that finishes an item's first step serves that item's second step next, instead of queueing
+        it behind every first step of the batch. A ``follow_up`` that raises costs only its item
+        (an ``error`` second reply)."""
         return asyncio.run(self._chains(conversations, params, follow_up))
 
     async def _chains(self, conversations: list[list[Message]], params: list[GenerationParams],
                       follow_up: FollowUp) -> list[tuple[Generation, Generation | None]]:
         openai = _openai()
         sem = asyncio.Semaphore(self.config.concurrency)
+        results: list[tuple[Generation, Generation | None] | None] = [None] * len(conversations)
+        todo = iter(range(len(conversations)))  # shared by the workers (one event loop: no lock needed)
         async with openai.AsyncOpenAI(**self._client_args()) as client:
-            async def chain(i: int, messages: list[Message], p: GenerationParams) -> tuple[Generation, Generation | None]:
-                first = await self._one(openai, client, sem, messages, p)
-                nxt = follow_up(i, first)
-                return first, (await self._one(openai, client, sem, *nxt) if nxt is not None else None)
+            async def worker() -> None:
+                for i in todo:
+                    first = await self._one(openai, client, sem, conversations[i], params[i])
+                    try:
+                        nxt = follow_up(i, first)
+                    except Exception as exc:  # noqa: BLE001 - one bad item must not lose the batch
+                        results[i] = (first, Generation("", "error", error=f"follow-up failed: "
+                                                                           f"{type(exc).__name__}: {exc}"))
+                        continue
+                    results[i] = (first, await self._one(openai, client, sem, *nxt) if nxt is not None else None)
 
-            return list(await asyncio.gather(*(chain(i, m, p) for i, (m, p) in enumerate(zip(conversations, params)))))
+            await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, len(conversations)))))
+        done = [r for r in results if r is not None]
+        assert len(done) == len(results), "every item is taken by exactly one worker"
+        return done
 
     async def _one(self, openai: Any, client: Any, sem: asyncio.Semaphore, messages: list[Message],
                    p: GenerationParams) -> Generation:
