@@ -16,6 +16,16 @@ Message = dict[str, str]
 FollowUp = Callable[[int, "Generation"], "tuple[list[Message], GenerationParams] | None"]
 """``follow_up(i, reply)``: item ``i``'s second request, made from its first ``reply`` (or None)."""
 
+
+def second_request(follow_up: FollowUp, i: int, reply: Generation
+                   ) -> tuple[list[Message], GenerationParams] | Generation | None:
+    """``follow_up(i, reply)``; if it raises, an ``error`` reply for item ``i`` alone (one bad item
+    must not lose the batch)."""
+    try:
+        return follow_up(i, reply)
+    except Exception as exc:  # noqa: BLE001
+        return Generation("", "error", error=f"follow-up failed: {type(exc).__name__}: {exc}")
+
 BACKENDS: Registry[ChatBackend] = Registry("chat backend", modules=(
     "guardmatch.augment.backends.llama_cpp", "guardmatch.augment.backends.transformers",
     "guardmatch.augment.backends.openai_compat"))
@@ -117,12 +127,10 @@ class ChatBackend(ABC):
         out: list[tuple[Generation, Generation | None]] = [(g, None) for g in first]
         todo = []
         for i, g in enumerate(first):
-            try:
-                nxt = follow_up(i, g)
-            except Exception as exc:  # noqa: BLE001 - one bad item must not lose the batch
-                out[i] = (g, Generation("", "error", error=f"follow-up failed: {type(exc).__name__}: {exc}"))
-                continue
-            if nxt is not None:
+            nxt = second_request(follow_up, i, g)
+            if isinstance(nxt, Generation):
+                out[i] = (g, nxt)
+            elif nxt is not None:
                 todo.append((i, nxt))
         second = self.chat([n[0] for _, n in todo], [n[1] for _, n in todo]) if todo else []
         for (i, _), g in zip(todo, second):

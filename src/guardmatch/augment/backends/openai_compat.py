@@ -27,6 +27,7 @@ from guardmatch.augment.backends.base import (
     Generation,
     GenerationParams,
     Message,
+    second_request,
 )
 from guardmatch.errors import GuardmatchError
 
@@ -99,13 +100,11 @@ class OpenAICompatBackend(ChatBackend):
             async def worker() -> None:
                 for i in todo:
                     first = await self._one(openai, client, sem, conversations[i], params[i])
-                    try:
-                        nxt = follow_up(i, first)
-                    except Exception as exc:  # noqa: BLE001 - one bad item must not lose the batch
-                        results[i] = (first, Generation("", "error", error=f"follow-up failed: "
-                                                                           f"{type(exc).__name__}: {exc}"))
-                        continue
-                    results[i] = (first, await self._one(openai, client, sem, *nxt) if nxt is not None else None)
+                    nxt = second_request(follow_up, i, first)
+                    if nxt is None or isinstance(nxt, Generation):
+                        results[i] = (first, nxt)
+                    else:
+                        results[i] = (first, await self._one(openai, client, sem, *nxt))
 
             await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, len(conversations)))))
         done = [r for r in results if r is not None]
