@@ -53,13 +53,13 @@ class OpenAICompatBackend(ChatBackend):
         self.base_url = config.base_url.rstrip("/")
 
     def _client_args(self) -> dict[str, Any]:
-        import httpx
-
+        # the SDK's own Timeout class: openai 3.x runs on httpx2, which rejects an httpx.Timeout
+        timeout = _openai().Timeout(self.config.timeout_s, connect=min(10.0, self.config.timeout_s))
         return {
             "base_url": self.base_url,
             "api_key": os.environ.get(self.config.api_key_env) or NO_KEY,
             "max_retries": self.config.max_retries,
-            "timeout": httpx.Timeout(self.config.timeout_s, connect=min(10.0, self.config.timeout_s)),
+            "timeout": timeout,
         }
 
     def load(self) -> None:
