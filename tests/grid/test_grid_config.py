@@ -93,6 +93,24 @@ def test_config_hash_tracks_what_is_computed(tmp_path):
     assert config_hash(frozen, base, cell_config(frozen, base)) == config_hash(grid, base, cell_config(grid, base))
 
 
+def test_min_coverage_per_task_keeps_the_other_tasks_hash(tmp_path):
+    grid = _grid(tmp_path, augmenters={"eda": {"cache": "eda", "min_coverage": 0.8}})
+    per_task = _grid(tmp_path, augmenters={"eda": {"cache": "eda", "min_coverage": {"prompt": 0.8, "response": 0.6}}})
+    prompt = Cell(Task.PROMPT, "in_source", "run", "fixmatch", "eda", 200, 0)
+    response = Cell(Task.RESPONSE, "in_source", "run", "fixmatch", "eda", 200, 0)
+    assert cell_config(per_task, prompt).views.min_coverage == 0.8
+    assert cell_config(per_task, response).views.min_coverage == 0.6
+    # the prompt cell computes the same thing under either spelling: its archived result still counts
+    assert config_hash(per_task, prompt, cell_config(per_task, prompt)) == config_hash(grid, prompt, cell_config(grid, prompt))
+    assert config_hash(per_task, response, cell_config(per_task, response)) != config_hash(
+        grid, response, cell_config(grid, response))
+    # a task the mapping leaves out needs full coverage
+    assert _grid(tmp_path, augmenters={"eda": {"cache": "eda", "min_coverage": {"prompt": 0.5}}}
+                 ).augmenters["eda"].coverage_for("response") == 1.0
+    with pytest.raises(ConfigError, match=r"min_coverage must lie in \[0, 1\], got 1.5"):
+        _grid(tmp_path, augmenters={"eda": {"cache": "eda", "min_coverage": {"response": 1.5}}})
+
+
 def test_bad_references_and_keys_are_named(tmp_path):
     with pytest.raises(ConfigError, match="unknown pool 'nope'"):
         _grid(tmp_path, tasks={"prompt": {"pools": ["nope"]}})

@@ -130,7 +130,7 @@ def cell_config(grid: GridConfig, cell: Cell, extra_unlabeled: list[str] | None 
     if cell.augmenter is not None:
         aug = grid.augmenters[cell.augmenter]
         fixed["views"] = {"cache": views_cache or aug.cache, "cache_dir": aug.cache_dir,
-                          "min_coverage": aug.min_coverage}
+                          "min_coverage": aug.coverage_for(cell.task)}
     if cell.kind == "run":
         pspec = grid.pools[cell.pool]
         if pspec.deployment or not pspec.in_source:

@@ -50,10 +50,11 @@ class AugmenterSpec(StrictModel):
 
     cache: str = Field(description="view cache: directory, <name>-<fp12> directory name, or augmenter name")
     cache_dir: str | None = Field(None, description="cache root (else $GUARDMATCH_CACHE_DIR, ~/.cache/guardmatch)")
-    min_coverage: float = Field(
-        1.0, ge=0, le=1,
-        description="share of a cell's pool that must have views; below it the cell is skipped (with the "
-        "command that fills the cache); between it and 1 the run restricts the pool to covered texts",
+    min_coverage: float | dict[Task, float] = Field(
+        1.0,
+        description="share of a cell's pool that must have views (one value, or one per task); below it the cell "
+        "is skipped (with the command that fills the cache); between it and 1 the run restricts the pool to "
+        "covered texts",
     )
     extra_caches: list[str] = Field(
         default_factory=list,
@@ -63,6 +64,20 @@ class AugmenterSpec(StrictModel):
     tasks: list[Task] | None = Field(None, description="tasks this augmenter applies to (default: all)")
     budgets: list[Budget] | None = Field(None, description="budgets run with this augmenter (default: all)")
     label: str | None = None
+
+    @field_validator("min_coverage")
+    @classmethod
+    def _coverage_in_range(cls, value: float | dict[Task, float]) -> float | dict[Task, float]:
+        for v in value.values() if isinstance(value, dict) else [value]:
+            if not 0 <= v <= 1:
+                raise ValueError(f"min_coverage must lie in [0, 1], got {v}")
+        return value
+
+    def coverage_for(self, task: Task | str) -> float:
+        """The min_coverage of ``task`` (1.0 for a task a per-task mapping leaves out)."""
+        if isinstance(self.min_coverage, dict):
+            return float(self.min_coverage.get(Task(task), 1.0))
+        return float(self.min_coverage)
 
 
 class PoolSpec(StrictModel):

@@ -316,11 +316,12 @@ class GridRunner:
         pool = self._prepared_for(config).pool
         covered = cache.coverage(pool, cell.task) if pool else 0.0
         info = {"view_cache": str(cache.path), "view_coverage": round(covered, 4), "pool_size": len(pool)}
-        if covered < aug.min_coverage:
+        need = aug.coverage_for(cell.task)
+        if covered < need:
             commands = "\n  ".join(fill_commands(cache, config))
             raise _SkipCell(
                 f"views of {cell.augmenter!r} cover {covered:.1%} of this cell's pool of {len(pool)} "
-                f"(min_coverage {aug.min_coverage:.0%}); fill the cache with:\n  {commands}")
+                f"(min_coverage {need:.0%}); fill the cache with:\n  {commands}")
         return info
 
     def _run_cell(self, plan: CellPlan) -> dict[str, Any]:
