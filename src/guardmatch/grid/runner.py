@@ -316,7 +316,7 @@ class GridRunner:
         pool = self._prepared_for(config).pool
         covered = cache.coverage(pool, cell.task) if pool else 0.0
         info = {"view_cache": str(cache.path), "view_coverage": round(covered, 4), "pool_size": len(pool)}
-        need = aug.coverage_for(cell.task)
+        need = config.views.min_coverage  # cell_config resolved the augmenter's per-task value
         if covered < need:
             commands = "\n  ".join(fill_commands(cache, config))
             raise _SkipCell(
