@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--shift-only", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--quiet", action="store_true", help="no per-step progress bars")
+    ap.add_argument("--rerun-changed", action="store_true", help="discard and rerun cells whose config changed")
     args = ap.parse_args()
 
     os.chdir(ROOT)  # the configs' relative paths (runs/grid/...) are relative to the repository
@@ -109,7 +110,8 @@ def main() -> None:
     t0 = time.perf_counter()
     summary = None
     if not args.report_only:
-        runner = GridRunner(grid, only=parse_only(args.only), threads=args.threads, progress=not args.quiet)
+        runner = GridRunner(grid, only=parse_only(args.only), threads=args.threads, progress=not args.quiet,
+                            rerun_changed=args.rerun_changed)
         summary = runner.run()
     out = RESULTS / grid.name
     report = build_report(grid, out)
