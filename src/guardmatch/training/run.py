@@ -240,7 +240,11 @@ def run_training(
     if accelerator is None:
         from accelerate.state import AcceleratorState
 
-        precision = "bf16" if config.precision == "bf16" else "no"
+        precision = mixed_precision(config.precision)
+        if config.precision == "bf16" and precision == "no":
+            console.print("[yellow]precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), where "
+                          "autocast runs ~20x slower than fp32 (benchmarks/results/bf16_cpu.md); training in "
+                          "fp32[/yellow]")
         if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
             AcceleratorState._reset_state()  # one process, runs of several precisions (grids, benchmarks)
         accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision)
@@ -340,6 +344,7 @@ def run_training(
             "config": config.model_dump(mode="json"),
             "provenance": final.config.provenance,
             "timings": timings,
+            "precision": "bf16" if accelerator.mixed_precision == "bf16" else "fp32",  # what the steps ran in
             "notes": prepared.notes,
             "f1": report.f1() if report else None,
         }
@@ -356,6 +361,20 @@ def _schedule_note(config: TrainConfig, n_labeled: int, n_pool: int) -> str:
     if o.pool_passes is not None and n_pool:
         parts.append(f"{o.pool_passes:g} passes over a pool of {n_pool}")
     return " and ".join(parts) + (": the longer schedule" if len(parts) > 1 else "")
+
+
+def native_bf16() -> bool:
+    """Whether bf16 autocast runs natively here: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX.
+
+    Elsewhere (e.g. AVX2-only CPUs) PyTorch emulates bf16 matmuls, ~20x slower than fp32."""
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def mixed_precision(requested: str) -> str:
+    """Accelerate's ``mixed_precision`` for a config's ``precision``: ``"bf16"`` only where it is native."""
+    return "bf16" if requested == "bf16" and native_bf16() else "no"
 
 
 def _to_yaml(config: TrainConfig) -> str:
