@@ -242,9 +242,9 @@ def run_training(
 
         precision = mixed_precision(config.precision)
         if config.precision == "bf16" and precision == "no":
-            console.print("[yellow]precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), where "
-                          "autocast runs ~20x slower than fp32 (benchmarks/results/bf16_cpu.md); training in "
-                          "fp32[/yellow]")
+            console.print("[yellow]precision bf16: no native bf16 here (a CUDA GPU with bf16, or a CPU with "
+                          "AVX512-BF16 or AMX); emulated bf16 ran 26x slower than fp32 on an AVX2 CPU "
+                          "(benchmarks/results/bf16_cpu.md): training in fp32[/yellow]")
         if AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
             AcceleratorState._reset_state()  # one process, runs of several precisions (grids, benchmarks)
         accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=precision)
