@@ -1,9 +1,10 @@
 """bf16 autocast vs fp32 on this CPU: one transformer layer of all-mpnet-base-v2's size (768 hidden,
 12 heads, 3072 FFN), forward + backward on a 16 x 128 batch, 1 torch thread.
 
-Why: ``precision: bf16`` is ~1.7x faster where the CPU has AVX512-BF16 or AMX, but where it has not
-(AVX2-only) PyTorch emulates bf16 matmuls; ``guardmatch.training.run.mixed_precision`` then falls
-back to fp32. Writes ``benchmarks/results/bf16_cpu.{json,md}``.
+Why: bf16 autocast is several times faster where the CPU has AVX512-BF16 or AMX, but where it has
+not (AVX2-only) PyTorch emulates bf16 matmuls; ``guardmatch.training.run.mixed_precision`` then falls
+back to fp32. Writes ``benchmarks/results/bf16_cpu.{json,md}``, one row per CPU measured (a rerun on
+the same CPU model and flags replaces its row, other machines' rows stay).
 
     python benchmarks/bf16_cpu.py [--reps 2]
 """
@@ -38,6 +39,27 @@ def step_seconds(layer: torch.nn.Module, x: torch.Tensor, bf16: bool, reps: int)
     return times
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_machines(path: Path) -> list[dict]:
+    """Earlier rows; a file in the one-machine layout (``meta`` / ``step_s``) becomes one row."""
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    if "machines" in data:
+        return list(data["machines"])
+    return [{"meta": data["meta"], "step_s": data["step_s"], "bf16_over_fp32": data["bf16_over_fp32"]}]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=2)
@@ -54,23 +76,29 @@ def main() -> None:
     meta = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
             "amx": bool(torch.cpu._is_amx_tile_supported()), "native_bf16": native_bf16(),
-            "processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "cpu_model": cpu_model(), "cores": os.cpu_count(),
             "loadavg": [round(v, 2) for v in os.getloadavg()], "threads": 1, "reps": args.reps}
     ratio = rows["bf16 autocast"] / rows["fp32"]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bf16_cpu.json").write_text(json.dumps({"meta": meta, "step_s": rows, "bf16_over_fp32": round(ratio, 2)},
-                                                      indent=2))
-    md = ["# bf16 autocast vs fp32 on this CPU (one MPNet-size layer, fwd + bwd, 16 x 128, 1 thread)", "",
-          "| precision | s per layer step |", "|---|---:|",
-          *[f"| {k} | {v} |" for k, v in rows.items()], "",
-          f"bf16 / fp32 = {ratio:.1f}x. CPU: {meta['cpu_capability']}, AVX512-BF16 {meta['avx512_bf16']}, "
-          f"AMX {meta['amx']}; native bf16: {meta['native_bf16']} (torch {meta['torch']}; load average "
-          f"{meta['loadavg']}, other jobs may share the cores).", "",
-          "Where native bf16 is missing, `precision: bf16` falls back to fp32 with a warning "
-          "(`guardmatch.training.run.mixed_precision`); the run's `run.json` records the precision its steps ran in.", ""]
+    path = RESULTS / "bf16_cpu.json"
+    key = ("cpu_model", "cpu_capability", "avx512_bf16", "amx")
+    machines = [m for m in load_machines(path) if tuple(m["meta"].get(k) for k in key) != tuple(meta[k] for k in key)]
+    machines.append({"meta": meta, "step_s": rows, "bf16_over_fp32": round(ratio, 2)})
+    path.write_text(json.dumps({"machines": machines}, indent=2) + "\n")
+    md = ["# bf16 autocast vs fp32 (one MPNet-size layer, fwd + bwd, 16 x 128, 1 thread)", "",
+          "| CPU | capability | AVX512-BF16 | AMX | native bf16 | fp32 s/step | bf16 s/step | bf16 / fp32 | load avg |",
+          "|---|---|---|---|---|---:|---:|---:|---|"]
+    for m in machines:
+        mm, st = m["meta"], m["step_s"]
+        md.append(f"| {mm.get('cpu_model', mm.get('processor', '?'))} | {mm['cpu_capability']} | {mm['avx512_bf16']} | "
+                  f"{mm['amx']} | {mm['native_bf16']} | {st['fp32']} | {st['bf16 autocast']} | "
+                  f"{m['bf16_over_fp32']:.2f}x | {mm['loadavg'][0]} |")
+    md += ["", f"torch {meta['torch']}, {meta['reps']} reps, median. Load average is the 1-minute one when the row "
+           "was measured (other jobs may share the cores).", "",
+           "Where native bf16 is missing, `precision: bf16` falls back to fp32 with a warning "
+           "(`guardmatch.training.run.mixed_precision`); the run's `run.json` records the precision its steps ran in.", ""]
     (RESULTS / "bf16_cpu.md").write_text("\n".join(md))
-    print(f"bf16 / fp32 = {ratio:.1f}x -> {RESULTS / 'bf16_cpu.md'}")
-
+    print(f"bf16 / fp32 = {ratio:.2f}x -> {RESULTS / 'bf16_cpu.md'}")
 
 if __name__ == "__main__":
     main()
