@@ -157,5 +157,7 @@ def test_grid_command_status_and_report_only(make_grid, tmp_path):
     assert states == {"prompt/in_source/supervised/20/seed0": "done", "prompt/in_source/fixmatch-drop/20/seed0": "pending"}
     text = runner.invoke(app, ["grid", "--config", str(cfg), "--status"])
     assert "estimated remaining" in text.stdout
+    # the pending FixMatch cell has only a supervised cell to be timed from: the estimate says so
+    assert "1 of them timed from cells of another kind" in " ".join(text.stdout.split())
     bad = runner.invoke(app, ["grid", "--config", str(cfg), "--mode", "fast"])
     assert bad.exit_code != 0

@@ -169,32 +169,39 @@ class GridRunner:
         return plans
 
     def estimate(self, plans: list[CellPlan]) -> dict[str, Any]:
-        """Remaining wall time, from the finished cells' times on this machine.
+        """Remaining wall time, from the finished cells' recorded times.
 
         Each unfinished cell takes the mean time of finished cells of its kind (task, run/baseline,
-        method, budget), else of its (task, kind), else of all finished cells.
+        method, budget), else of its method, else of cells as (un)supervised as it is, else of its
+        (task, kind), else of all finished cells; ``unlike_cells`` counts the last two cases (an SSL cell timed from supervised
+        ones, whose steps cost 2-3x less, makes the estimate a lower bound).
         """
         import statistics
+
+        def keys(c: Cell) -> tuple[tuple, ...]:
+            ssl = c.kind == "run" and uses_unlabeled(self.grid.methods[c.method].algorithm)
+            return ((c.task, c.kind, c.method, str(c.budget)), (c.task, c.kind, c.method), (c.task, c.kind, ssl),
+                    (c.task, c.kind), ())
 
         done: dict[tuple, list[float]] = {}
         for p in plans:
             record = read_cell_file(p.path) if p.state == "done" else None
             if record and record.get("elapsed_s"):
-                c = p.cell
-                for key in ((c.task, c.kind, c.method, str(c.budget)), (c.task, c.kind), ()):
+                for key in keys(p.cell):
                     done.setdefault(key, []).append(float(record["elapsed_s"]))
         if not done:
             return {"finished_cells": 0, "remaining_s": None}
-        remaining = 0.0
+        remaining, unlike = 0.0, 0
         todo = [p for p in plans if p.state not in ("done", "skipped") and self._should_run(p)]
         for p in todo:
-            c = p.cell
-            for key in ((c.task, c.kind, c.method, str(c.budget)), (c.task, c.kind), ()):
+            for i, key in enumerate(keys(p.cell)):
                 if key in done:
                     remaining += statistics.fmean(done[key])
+                    unlike += i >= 3
                     break
         return {"finished_cells": len(done[()]), "remaining_cells": len(todo), "remaining_s": remaining,
-                "finished_s": sum(done[()]), "waiting_for_views": sum(p.state == "skipped" for p in plans)}
+                "unlike_cells": unlike, "finished_s": sum(done[()]),
+                "waiting_for_views": sum(p.state == "skipped" for p in plans)}
 
     # ------------------------------------------------------------------ running
     def run(self) -> GridSummary:
