@@ -1,8 +1,10 @@
 """Does the schedule by passes converge? (issue 13, item 3)
 
 Reads the per-step logs (``metrics.jsonl``) of finished grid cells, one seed per method, and writes
-loss, mask-rate and pseudo-label-accuracy curves against passes over the pool, plus a table of the
-last logged window against the one before it (a converged run barely moves between them):
+loss, mask-rate, pseudo-label-accuracy and pseudo-label harmful-share curves (the share drifting from
+the labels' prior is confirmation bias; runs logged before that diagnostic existed show "–")
+against passes over the pool, plus a table of the last logged window against the one before it (a
+converged run barely moves between them):
 
     python benchmarks/convergence.py --config configs/paper_cpu_frozen.yaml
     python benchmarks/convergence.py --config configs/paper_cpu_frozen_mpnet.yaml --budget 200 --seed 0
@@ -21,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-CURVES = ("total_loss", "sup_loss", "unsup_loss", "mask_rate", "pseudo_label_acc")
+CURVES = ("total_loss", "sup_loss", "unsup_loss", "mask_rate", "pseudo_label_acc", "pseudo_harmful_rate")
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -94,8 +96,8 @@ def main() -> None:
              "Means of the logged training records over the last 20 % of steps against the 20 % before;",
              "a schedule that converged barely changes between the two windows. Passes: over the unlabeled",
              "pool for SSL methods (steps x batch x mu / pool size), over the labels for supervised.", "",
-             "| method | steps | passes | total loss 60-80% → 80-100% | mask rate | pseudo-label acc |",
-             "|---|---:|---:|---|---|---|"]
+             "| method | steps | passes | total loss 60-80% → 80-100% | mask rate | pseudo-label acc | "
+             "pseudo-labels harmful |", "|---|---:|---:|---|---|---|---|"]
 
     def fmt(d: dict) -> str:
         a, b = d["60-80%"], d["80-100%"]
@@ -104,7 +106,7 @@ def main() -> None:
     for name, r in runs.items():
         s = r["summary"]
         lines.append(f"| {name} | {s['steps']} | {s['passes']} ({r['unit']}) | {fmt(s['total_loss'])} | "
-                     f"{fmt(s['mask_rate'])} | {fmt(s['pseudo_label_acc'])} |")
+                     f"{fmt(s['mask_rate'])} | {fmt(s['pseudo_label_acc'])} | {fmt(s['pseudo_harmful_rate'])} |")
     (out / "convergence.md").write_text("\n".join(lines) + "\n\n![curves](convergence.png)\n")
     (out / "convergence.json").write_text(json.dumps(
         {name: {"summary": r["summary"], "steps_per_pass": r["per_pass"], "unit": r["unit"], "records": r["rows"]}
@@ -117,14 +119,15 @@ def main() -> None:
     except ImportError:
         print("matplotlib missing: no plot (pip install guardmatch[plot])", file=sys.stderr)
     else:
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        fig, axes = plt.subplots(1, 4, figsize=(20, 4))
         for name, r in runs.items():
             x = [row["step"] / r["per_pass"] for row in r["rows"]]
-            for ax, key in zip(axes, ("total_loss", "mask_rate", "pseudo_label_acc")):
+            for ax, key in zip(axes, ("total_loss", "mask_rate", "pseudo_label_acc", "pseudo_harmful_rate")):
                 pts = [(xi, row[key]) for xi, row in zip(x, r["rows"]) if key in row]
                 if pts:
                     ax.plot(*zip(*pts), label=name)
-        for ax, title in zip(axes, ("total loss", "mask rate", "pseudo-label accuracy (hidden labels)")):
+        for ax, title in zip(axes, ("total loss", "mask rate", "pseudo-label accuracy (hidden labels)",
+                                    "share of used pseudo-labels that say harmful")):
             ax.set_title(title)
             ax.set_xlabel("passes (pool for SSL, labels for supervised)")
         axes[0].legend(fontsize=7)

@@ -36,6 +36,8 @@ def test_fixmatch_mask_and_loss_scaling_by_hand():
     assert out.logs["mask_rate"] == pytest.approx(2 / 3)
     # masked examples with a known label: row 0 (ŷ=0, y=0 ✓), row 2 (ŷ=1, y=0 ✗)
     assert out.logs["pseudo_label_acc"] == pytest.approx(0.5)
+    # of the 2 used pseudo-labels, one (row 2) says harmful
+    assert out.logs["pseudo_harmful_rate"] == pytest.approx(0.5)
 
 
 def test_fixmatch_gradients_reach_strong_logits_only():

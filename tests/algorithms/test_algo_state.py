@@ -106,7 +106,7 @@ def test_two_ranks_hold_the_single_process_state(case):
     single = build_algorithm(name, cfg, num_classes=2, pool_size=POOL)
     ranks = [build_algorithm(name, cfg, num_classes=2, pool_size=POOL) for _ in range(2)]
     batches = []
-    for step in range(6):
+    for _step in range(6):
         ids = torch.randint(0, POOL, (8,), generator=gen)
         ids[4] = ids[0]  # the same id on both ranks (sampler padding): one visit
         batches.append(_random_batch(single, gen, ids=ids))

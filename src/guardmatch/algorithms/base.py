@@ -84,13 +84,18 @@ def supervised_loss(logits_lb: Tensor, labels_lb: Tensor) -> Tensor:
 
 
 def pseudo_label_logs(mask: Tensor, pseudo_labels: Tensor, true_labels: Tensor | None) -> dict[str, float]:
-    """``mask_rate`` and, where some masked example has a known true label, ``pseudo_label_acc``.
+    """``mask_rate``, ``pseudo_harmful_rate`` (the share of used pseudo-labels that say harmful,
+    class 1: drift from the labels' prior is confirmation bias one can see without true labels) and,
+    where some masked example has a known true label, ``pseudo_label_acc``.
 
     ``mask`` may be a weight (> 0 counts as used); shapes of the three tensors match. True labels
     are -1 where unknown. Diagnostics only: never used for training.
     """
     used = mask > 0
     logs = {"mask_rate": used.float().mean().item() if used.numel() else 0.0}
+    n_used = int(used.sum().item())
+    if n_used:
+        logs["pseudo_harmful_rate"] = ((pseudo_labels == 1) & used).sum().item() / n_used
     if true_labels is not None:
         known = used & (true_labels >= 0)
         count = int(known.sum().item())

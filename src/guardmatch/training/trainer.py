@@ -198,7 +198,7 @@ class Trainer:
         logs["lr"] = float(self.scheduler.get_last_lr()[-1])
         return logs
 
-    _REDUCED_LOGS = ("loss", "sup_loss", "unsup_loss", "mask_rate", "pseudo_label_acc")
+    _REDUCED_LOGS = ("loss", "sup_loss", "unsup_loss", "mask_rate", "pseudo_label_acc", "pseudo_harmful_rate")
 
     def _mean_over_ranks(self, logs: dict[str, float]) -> dict[str, float]:
         """Average the headline logs over processes (a rank without a value, e.g. no masked
