@@ -109,18 +109,23 @@ def test_input_shape_errors_are_clear():
 
 
 def test_distribution_alignment_by_hand():
-    """p_model = 0.5 * [0.5, 0.5] + 0.5 * mean(q) = [0.6, 0.4]; q * 0.5 / p_model, renormalised:
-    [0.8, 0.2] -> [2/3, 1/4] / (11/12) = [8/11, 3/11]; [0.6, 0.4] -> [0.5, 0.5]."""
+    """As USB's DistAlignEMAHook: the first batch sets p_model = mean(q) = [0.7, 0.3]; q * 0.5 / p_model,
+    renormalised: [0.8, 0.2] -> [8/7, 2/3] -> [12/19, 7/19]; [0.6, 0.4] -> [9/23, 14/23]. A second batch
+    [[0.6, 0.4]] with m = 0.5: p_model = [0.65, 0.35]; [0.8, 0.2] -> [16/13, 4/7] -> [28/41, 13/41]."""
     cfg = {"threshold": 0.75, "distribution_alignment": True, "da_momentum": 0.5}
     algo = build_algorithm("fixmatch", cfg, num_classes=2, pool_size=10)
     z_w = torch.log(torch.tensor([[[0.8, 0.2], [0.6, 0.4]]]))
     z_s = torch.zeros(1, 2, 2)
     out = algo.step(logits_lb=torch.zeros(1, 1, 2), labels_lb=torch.tensor([0]), logits_ulb_w=z_w, logits_ulb_s=z_s,
                     ulb_ids=torch.tensor([0, 1]), step=0)
-    assert torch.allclose(algo.p_model, torch.tensor([0.6, 0.4]))
-    aligned = algo.align(torch.tensor([[0.8, 0.2]]), torch.tensor([[0.6, 0.4]]))  # one more EMA step: [0.6, 0.4]
-    assert torch.allclose(aligned, torch.tensor([[8 / 11, 3 / 11]]))
-    assert out.logs["mask_rate"] == 0.0  # 8/11 = 0.727 < 0.75; plain FixMatch masks row 0 in (0.8)
+    assert torch.allclose(algo.p_model, torch.tensor([0.7, 0.3]))
+    first = algo.align(torch.tensor([[0.8, 0.2], [0.6, 0.4]]), torch.tensor([[0.6, 0.4]]))
+    assert torch.allclose(algo.p_model, torch.tensor([0.65, 0.35]))
+    assert torch.allclose(first[0], torch.tensor([28 / 41, 13 / 41]), rtol=1e-5)
+    fresh = build_algorithm("fixmatch", cfg, num_classes=2, pool_size=10)
+    aligned = fresh.align(torch.tensor([[0.8, 0.2], [0.6, 0.4]]), torch.tensor([[0.8, 0.2], [0.6, 0.4]]))
+    assert torch.allclose(aligned, torch.tensor([[12 / 19, 7 / 19], [9 / 23, 14 / 23]]), rtol=1e-5)
+    assert out.logs["mask_rate"] == 0.0  # 12/19 = 0.63 < 0.75; plain FixMatch masks row 0 in (0.8)
     plain = build_algorithm("fixmatch", {"threshold": 0.75}, num_classes=2, pool_size=10)
     out_plain = plain.step(logits_lb=torch.zeros(1, 1, 2), labels_lb=torch.tensor([0]), logits_ulb_w=z_w,
                            logits_ulb_s=z_s, ulb_ids=torch.tensor([0, 1]), step=0)

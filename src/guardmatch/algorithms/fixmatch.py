@@ -20,6 +20,8 @@ from guardmatch.algorithms.base import (
 )
 from guardmatch.algorithms.masking import build_policy
 
+DA_EPS = 1e-6  # USB's DistAlignEMAHook
+
 
 class FixMatchConfig(AlgorithmConfig):
     """Defaults reproduce FixMatch (τ = 0.95, λ_u = 1, fixed threshold)."""
@@ -33,9 +35,12 @@ class FixMatchConfig(AlgorithmConfig):
     sat_momentum: float = Field(0.999, ge=0.0, lt=1.0)
     distribution_alignment: bool = Field(False, description=(
         "align the weak-view probabilities to a uniform class prior before pseudo-labelling (ReMixMatch's "
-        "distribution alignment, Berthelot et al. 2020): q <- normalize(q * p_target / p_model), p_model an "
-        "EMA of the pool's mean prediction; off = plain FixMatch"))
-    da_momentum: float = Field(0.999, ge=0.0, lt=1.0, description="EMA momentum of p_model")
+        "distribution alignment, Berthelot et al. 2020, as USB's DistAlignEMAHook): q <- normalize(q * "
+        "(p_target + 1e-6) / (p_model + 1e-6)), p_model the first batch's mean prediction, then an EMA of "
+        "it; off = plain FixMatch"))
+    da_momentum: float = Field(0.999, ge=0.0, lt=1.0, description=(
+        "EMA momentum of p_model (USB's 0.999 averages ~1,000 steps: keep 1 / (1 - m) well under the "
+        "schedule's step count)"))
 
 
 @ALGORITHMS.register("fixmatch")
@@ -65,16 +70,22 @@ class FixMatch(SSLAlgorithm):
             momentum=cfg.sat_momentum,
         )
         if cfg.distribution_alignment:  # registered only when used: plain FixMatch state is unchanged
-            self.register_buffer("p_model", torch.full((num_classes,), 1.0 / num_classes))
+            # zeros = not yet seen a batch (the first batch's mean replaces it, as in USB)
+            self.register_buffer("p_model", torch.zeros(num_classes))
 
     p_model: Tensor
 
     def align(self, probs: Tensor, probs_all: Tensor) -> Tensor:
-        """Distribution alignment: update ``p_model`` with the (gathered) batch mean, then
-        ``probs * p_target / p_model``, renormalised; ``p_target`` is uniform."""
+        """Distribution alignment: ``p_model`` <- the (gathered) batch mean on the first call, an EMA
+        of it after; then ``probs * (p_target + 1e-6) / (p_model + 1e-6)``, renormalised; ``p_target``
+        is uniform (USB's DistAlignEMAHook with p_target_type="uniform")."""
         m = self.config.da_momentum
-        self.p_model.mul_(m).add_((1.0 - m) * probs_all.mean(dim=0))
-        aligned = probs * (1.0 / self.num_classes) / self.p_model
+        mean = probs_all.mean(dim=0)
+        if float(self.p_model.sum()) == 0.0:
+            self.p_model.copy_(mean)
+        else:
+            self.p_model.mul_(m).add_((1.0 - m) * mean)
+        aligned = probs * (1.0 / self.num_classes + DA_EPS) / (self.p_model + DA_EPS)
         return aligned / aligned.sum(dim=-1, keepdim=True)
 
     def step(
