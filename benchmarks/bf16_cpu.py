@@ -60,6 +60,15 @@ def load_machines(path: Path) -> list[dict]:
     return [{"meta": data["meta"], "step_s": data["step_s"], "bf16_over_fp32": data["bf16_over_fp32"]}]
 
 
+def same_machine(a: dict, b: dict) -> bool:
+    """Same CPU flags and model; a row whose model name was not recorded matches on the flags alone."""
+    flags = ("cpu_capability", "avx512_bf16", "amx")
+    if any(a.get(k) != b.get(k) for k in flags):
+        return False
+    recorded = a.get("cpu_model_recorded", True) and b.get("cpu_model_recorded", True)
+    return not recorded or a.get("cpu_model") == b.get("cpu_model")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=2)
@@ -81,20 +90,20 @@ def main() -> None:
     ratio = rows["bf16 autocast"] / rows["fp32"]
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "bf16_cpu.json"
-    key = ("cpu_model", "cpu_capability", "avx512_bf16", "amx")
-    machines = [m for m in load_machines(path) if tuple(m["meta"].get(k) for k in key) != tuple(meta[k] for k in key)]
+    machines = [m for m in load_machines(path) if not same_machine(m["meta"], meta)]
     machines.append({"meta": meta, "step_s": rows, "bf16_over_fp32": round(ratio, 2)})
     path.write_text(json.dumps({"machines": machines}, indent=2) + "\n")
     md = ["# bf16 autocast vs fp32 (one MPNet-size layer, fwd + bwd, 16 x 128, 1 thread)", "",
-          "| CPU | capability | AVX512-BF16 | AMX | native bf16 | fp32 s/step | bf16 s/step | bf16 / fp32 | load avg |",
-          "|---|---|---|---|---|---:|---:|---:|---|"]
+          "| CPU | capability | AVX512-BF16 | AMX | native bf16 | fp32 s/step | bf16 s/step | bf16 / fp32 | load avg "
+          "| torch | reps |",
+          "|---|---|---|---|---|---:|---:|---:|---|---|---:|"]
     for m in machines:
         mm, st = m["meta"], m["step_s"]
         md.append(f"| {mm.get('cpu_model', mm.get('processor', '?'))} | {mm['cpu_capability']} | {mm['avx512_bf16']} | "
                   f"{mm['amx']} | {mm['native_bf16']} | {st['fp32']} | {st['bf16 autocast']} | "
-                  f"{m['bf16_over_fp32']:.2f}x | {mm['loadavg'][0]} |")
-    md += ["", f"torch {meta['torch']}, {meta['reps']} reps, median. Load average is the 1-minute one when the row "
-           "was measured (other jobs may share the cores).", "",
+                  f"{m['bf16_over_fp32']:.2f}x | {mm['loadavg'][0]} | {mm['torch']} | {mm['reps']} |")
+    md += ["", "Median of the reps. Load average is the 1-minute one when the row was measured (other jobs may share "
+           "the cores).", "",
            "Where native bf16 is missing, `precision: bf16` falls back to fp32 with a warning "
            "(`guardmatch.training.run.mixed_precision`); the run's `run.json` records the precision its steps ran in.", ""]
     (RESULTS / "bf16_cpu.md").write_text("\n".join(md))

@@ -145,7 +145,7 @@ class TrainConfig(StrictModel):
     top_layers: int = Field(2, ge=1)
     precision: Literal["fp32", "bf16"] = Field("fp32", description=(
         "bf16: mixed precision (autocast, fp32 master weights); faster steps on CPUs with "
-        "AVX512-BF16 or AMX (one MPNet layer 5.3x, a whole MiniLM step ~1.7x) and on GPUs; elsewhere "
+        "AVX512-BF16 or AMX (one MPNet layer 3x, a whole MiniLM step ~1.7x) and on GPUs; elsewhere "
         "(AVX2-only CPUs, where emulated bf16 is 26x slower) the run falls back to fp32 with a warning"))
     feature_cache_dir: str | None = None
     eval_every: int = Field(0, ge=0, description="validate every N steps (0: only at the end)")

@@ -19,6 +19,7 @@ CASES = {
         {"gamma_mode": "virtual_class", "threshold_fraction": 0.25, "threshold_period": 2, "min_threshold_visited": 1},
     ),
     "multimatch": ("multimatch", {"recalibrate_every": 2}),
+    "fixmatch-da": ("fixmatch", {"distribution_alignment": True, "da_momentum": 0.9}),
 }
 
 

@@ -158,6 +158,6 @@ def test_grid_command_status_and_report_only(make_grid, tmp_path):
     text = runner.invoke(app, ["grid", "--config", str(cfg), "--status"])
     assert "estimated remaining" in text.stdout
     # the pending FixMatch cell has only a supervised cell to be timed from: the estimate says so
-    assert "1 of them timed from cells of another kind" in " ".join(text.stdout.split())
+    assert "1 remaining cell(s) timed from cells of another kind" in " ".join(text.stdout.split())
     bad = runner.invoke(app, ["grid", "--config", str(cfg), "--mode", "fast"])
     assert bad.exit_code != 0

@@ -65,7 +65,7 @@ def grid(
             if est["remaining_s"] is not None:
                 stdout.print(f"estimated remaining: {est['remaining_s'] / 3600:.1f} h for {est['remaining_cells']} "
                              f"cell(s), from {est['finished_cells']} finished cell(s)"
-                             + (f"; {est['unlike_cells']} of them timed from cells of another kind (a lower bound "
+                             + (f"; {est['unlike_cells']} remaining cell(s) timed from cells of another kind (a lower bound "
                                 "where SSL cells are timed from supervised ones)" if est["unlike_cells"] else "")
                              + (f"; {est['waiting_for_views']} skipped cell(s) wait for views"
                                 if est["waiting_for_views"] else ""), soft_wrap=True)

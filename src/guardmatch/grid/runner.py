@@ -172,16 +172,17 @@ class GridRunner:
         """Remaining wall time, from the finished cells' recorded times.
 
         Each unfinished cell takes the mean time of finished cells of its kind (task, run/baseline,
-        method, budget), else of its method, else of cells as (un)supervised as it is, else of its
-        (task, kind), else of all finished cells; ``unlike_cells`` counts the last two cases (an SSL cell timed from supervised
-        ones, whose steps cost 2-3x less, makes the estimate a lower bound).
+        method, budget), else of its method, else of cells as (un)supervised as it is (same task,
+        then any), else of its (task, kind), else of all finished cells; ``unlike_cells`` counts the
+        last two cases (an SSL cell timed from supervised ones, whose steps cost 2-3x less, makes the
+        estimate a lower bound).
         """
         import statistics
 
         def keys(c: Cell) -> tuple[tuple, ...]:
             ssl = c.kind == "run" and uses_unlabeled(self.grid.methods[c.method].algorithm)
             return ((c.task, c.kind, c.method, str(c.budget)), (c.task, c.kind, c.method), (c.task, c.kind, ssl),
-                    (c.task, c.kind), ())
+                    (c.kind, ssl), (c.task, c.kind), ())
 
         done: dict[tuple, list[float]] = {}
         for p in plans:
@@ -197,7 +198,7 @@ class GridRunner:
             for i, key in enumerate(keys(p.cell)):
                 if key in done:
                     remaining += statistics.fmean(done[key])
-                    unlike += i >= 3
+                    unlike += i >= 4
                     break
         return {"finished_cells": len(done[()]), "remaining_cells": len(todo), "remaining_s": remaining,
                 "unlike_cells": unlike, "finished_s": sum(done[()]),
