@@ -55,6 +55,17 @@ def summarise(rows: list[dict], steps_per_pass: float) -> dict:
     return out
 
 
+def labels_harmful(run_dir: Path) -> float | None:
+    """The labeled split's harmful share (from ``split_manifest.json``): what the pseudo-labels'
+    harmful share is to be read against."""
+    try:
+        counts = json.loads((run_dir / "split_manifest.json").read_text())["label_counts"]["labeled"]
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        return None
+    total = counts.get("harmful", 0) + counts.get("unharmful", 0)
+    return counts.get("harmful", 0) / total if total else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(ROOT / "configs" / "paper_cpu_frozen.yaml"))
@@ -86,7 +97,7 @@ def main() -> None:
         labeled = prov.get("labeled_examples") or 0
         per_pass = unlabeled / (batch * mu) if unlabeled else labeled / batch
         runs[method_dir.name] = {"rows": rows, "per_pass": per_pass, "unit": "pool" if unlabeled else "labels",
-                                 "summary": summarise(rows, per_pass)}
+                                 "summary": summarise(rows, per_pass), "labels_harmful": labels_harmful(run_dir)}
     if not runs:
         sys.exit(f"no finished cells with metrics.jsonl under {base}/*/{args.budget}/seed{args.seed}")
 
@@ -97,7 +108,7 @@ def main() -> None:
              "a schedule that converged barely changes between the two windows. Passes: over the unlabeled",
              "pool for SSL methods (steps x batch x mu / pool size), over the labels for supervised.", "",
              "| method | steps | passes | total loss 60-80% → 80-100% | mask rate | pseudo-label acc | "
-             "pseudo-labels harmful |", "|---|---:|---:|---|---|---|---|"]
+             "pseudo-labels harmful | labels harmful |", "|---|---:|---:|---|---|---|---|---:|"]
 
     def fmt(d: dict) -> str:
         a, b = d["60-80%"], d["80-100%"]
@@ -106,10 +117,12 @@ def main() -> None:
     for name, r in runs.items():
         s = r["summary"]
         lines.append(f"| {name} | {s['steps']} | {s['passes']} ({r['unit']}) | {fmt(s['total_loss'])} | "
-                     f"{fmt(s['mask_rate'])} | {fmt(s['pseudo_label_acc'])} | {fmt(s['pseudo_harmful_rate'])} |")
+                     f"{fmt(s['mask_rate'])} | {fmt(s['pseudo_label_acc'])} | {fmt(s['pseudo_harmful_rate'])} | "
+                     f"{'–' if r['labels_harmful'] is None else format(r['labels_harmful'], '.2f')} |")
     (out / "convergence.md").write_text("\n".join(lines) + "\n\n![curves](convergence.png)\n")
     (out / "convergence.json").write_text(json.dumps(
-        {name: {"summary": r["summary"], "steps_per_pass": r["per_pass"], "unit": r["unit"], "records": r["rows"]}
+        {name: {"summary": r["summary"], "steps_per_pass": r["per_pass"], "unit": r["unit"],
+                "labels_harmful": r["labels_harmful"], "records": r["rows"]}
          for name, r in runs.items()}, indent=1))
     try:
         import matplotlib
