@@ -9,7 +9,8 @@ converged run barely moves between them):
     python benchmarks/convergence.py --config configs/paper_cpu_frozen.yaml
     python benchmarks/convergence.py --config configs/paper_cpu_frozen_mpnet.yaml --budget 200 --seed 0
 
-Writes ``benchmarks/results/<grid name>/convergence.{md,json,png}``. Pseudo-label accuracy is measured
+Writes ``benchmarks/results/<grid name>/convergence.{md,json,png}`` (200 labels, seed 0; other
+``--budget`` / ``--seed`` values write ``convergence_<budget>_seed<k>.*``). Pseudo-label accuracy is measured
 against the pool's hidden labels (the grid keeps them for diagnostics only; training never sees them).
 """
 
@@ -119,8 +120,10 @@ def main() -> None:
         lines.append(f"| {name} | {s['steps']} | {s['passes']} ({r['unit']}) | {fmt(s['total_loss'])} | "
                      f"{fmt(s['mask_rate'])} | {fmt(s['pseudo_label_acc'])} | {fmt(s['pseudo_harmful_rate'])} | "
                      f"{'–' if r['labels_harmful'] is None else format(r['labels_harmful'], '.2f')} |")
-    (out / "convergence.md").write_text("\n".join(lines) + "\n\n![curves](convergence.png)\n")
-    (out / "convergence.json").write_text(json.dumps(
+    # 200 labels, seed 0 is convergence.*; other cells get their own files beside it
+    stem = "convergence" if (args.budget, args.seed) == ("200", 0) else f"convergence_{args.budget}_seed{args.seed}"
+    (out / f"{stem}.md").write_text("\n".join(lines) + f"\n\n![curves]({stem}.png)\n")
+    (out / f"{stem}.json").write_text(json.dumps(
         {name: {"summary": r["summary"], "steps_per_pass": r["per_pass"], "unit": r["unit"],
                 "labels_harmful": r["labels_harmful"], "records": r["rows"]}
          for name, r in runs.items()}, indent=1))
@@ -145,9 +148,9 @@ def main() -> None:
             ax.set_xlabel("passes (pool for SSL, labels for supervised)")
         axes[0].legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out / "convergence.png", dpi=90)
+        fig.savefig(out / f"{stem}.png", dpi=90)
     print("\n".join(lines))
-    print(f"\nwritten to {out / 'convergence.md'}", file=sys.stderr)
+    print(f"\nwritten to {out / (stem + '.md')}", file=sys.stderr)
 
 
 if __name__ == "__main__":
