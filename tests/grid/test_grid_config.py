@@ -163,8 +163,11 @@ def test_shipped_configs_validate():
                    if c.kind == "run")
     assert runs == {("prompt", "in_source", "supervised", None, "200"): 3,
                     **{("prompt", "in_source", m, "llm-rewrite", "200"): 3
-                       for m in ("fixmatch", "marginmatch", "multimatch")}}
+                       for m in ("fixmatch", "marginmatch", "multimatch", "fixmatch-da")}}
     assert cell_config(headline, expand(headline)[0]).model.encoder == "mpnet"
+    # the added row is FixMatch with distribution alignment; the SetFit baseline uses the same MPNet body
+    assert headline.methods["fixmatch-da"].params == {"distribution_alignment": True, "da_momentum": 0.99}
+    assert headline.baselines["setfit"].params["body"] == "mpnet"
 
 
 def test_widened_pool_materializes_distinct_unlabeled_prompts(tmp_path, shared_data):
