@@ -109,5 +109,6 @@ def main() -> None:
     (RESULTS / "bf16_cpu.md").write_text("\n".join(md))
     print(f"bf16 / fp32 = {ratio:.2f}x -> {RESULTS / 'bf16_cpu.md'}")
 
+
 if __name__ == "__main__":
     main()

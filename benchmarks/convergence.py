@@ -59,9 +59,13 @@ def summarise(rows: list[dict], steps_per_pass: float) -> dict:
 def labels_harmful(run_dir: Path) -> float | None:
     """The labeled split's harmful share (from ``split_manifest.json``): what the pseudo-labels'
     harmful share is to be read against."""
+    from pydantic import ValidationError
+
+    from guardmatch.data.splits import SplitManifest
+
     try:
-        counts = json.loads((run_dir / "split_manifest.json").read_text())["label_counts"]["labeled"]
-    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        counts = SplitManifest.model_validate_json((run_dir / "split_manifest.json").read_text()).label_counts["labeled"]
+    except (FileNotFoundError, KeyError, ValidationError):
         return None
     total = counts.get("harmful", 0) + counts.get("unharmful", 0)
     return counts.get("harmful", 0) / total if total else None

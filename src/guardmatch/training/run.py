@@ -366,7 +366,8 @@ def _schedule_note(config: TrainConfig, n_labeled: int, n_pool: int) -> str:
 def native_bf16() -> bool:
     """Whether bf16 autocast runs natively here: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX.
 
-    Elsewhere (e.g. AVX2-only CPUs) PyTorch emulates bf16 matmuls, ~20x slower than fp32."""
+    Elsewhere (e.g. AVX2-only CPUs) PyTorch emulates bf16 matmuls: 26x slower than fp32 in
+    benchmarks/results/bf16_cpu.md."""
     if torch.cuda.is_available():
         return bool(torch.cuda.is_bf16_supported())
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
