@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from guardmatch.data.example import Example, Task
 from guardmatch.encoders import minilm_path
+from guardmatch.errors import ConfigError
 from guardmatch.grid.baselines import SetFitBaseline, TfidfLR, pair_texts
 
 
@@ -74,3 +75,22 @@ def test_setfit_fits_and_scores_with_a_tiny_body(tmp_path, tiny_hf_dir, train_sl
     head = json.loads((tmp_path / "saved" / "head.json").read_text())
     assert np.array(head["coef"]).shape == (1, 32)
     assert (tmp_path / "saved" / "body" / "model.safetensors").exists()
+    assert model.info["precision"] == "fp32"
+
+
+def test_setfit_bf16_runs_where_native_and_falls_back_to_fp32_elsewhere(tmp_path, tiny_hf_dir, train_slice):
+    pytest.importorskip("setfit")
+    from guardmatch.training.run import native_bf16
+
+    model = SetFitBaseline(Task.PROMPT, seed=0, workdir=tmp_path / "work",
+                           params={"body": str(tiny_hf_dir), "max_steps": 2, "batch_size": 4, "max_length": 32,
+                                   "precision": "bf16"})
+    model.fit(train_slice[:8] + train_slice[40:48])
+    assert model.info["precision"] == ("bf16" if native_bf16() else "fp32")
+    probs = model.predict_proba(train_slice[20:30])
+    assert probs.dtype == np.float64 and np.isfinite(probs).all() and ((0 <= probs) & (probs <= 1)).all()
+
+
+def test_setfit_rejects_an_unknown_precision():
+    with pytest.raises(ConfigError, match=r"setfit: precision must be one of \['fp32', 'bf16'\], got 'fp16'"):
+        SetFitBaseline(Task.PROMPT, seed=0, params={"precision": "fp16"})

@@ -129,6 +129,8 @@ def test_bad_references_and_keys_are_named(tmp_path):
         _grid(tmp_path, baselines={"setfit": {"kind": "setfit"}, "svm": {"kind": "svm"}})
     with pytest.raises(ConfigError, match=r"tasks.response.baseline_params: setfit: unknown parameter\(s\) \['max_len'\]"):
         _grid(tmp_path, tasks={"prompt": {}, "response": {"baseline_params": {"setfit": {"max_len": 9}}}})
+    with pytest.raises(ConfigError, match=r"baselines.setfit: setfit: precision must be one of \['fp32', 'bf16'\]"):
+        _grid(tmp_path, baselines={"setfit": {"kind": "setfit", "params": {"precision": "fp16"}}})
     with pytest.raises(ConfigError, match="colour"):
         load_grid_config(data={"tasks": {"prompt": {}}, "methods": {}, "colour": 1})
 
@@ -165,9 +167,16 @@ def test_shipped_configs_validate():
                     **{("prompt", "in_source", m, "llm-rewrite", "200"): 3
                        for m in ("fixmatch", "marginmatch", "multimatch", "fixmatch-da")}}
     assert cell_config(headline, expand(headline)[0]).model.encoder == "mpnet"
-    # the added row is FixMatch with distribution alignment; the SetFit baseline uses the same MPNet body
+    # the added row is FixMatch with distribution alignment; SetFit (MiniLM) is paper_cpu's baseline (the
+    # same cells, so the same hash), SetFit (MPNet) fine-tunes this row's body and is the goal's baseline
     assert headline.methods["fixmatch-da"].params == {"distribution_alignment": True, "da_momentum": 0.99}
-    assert headline.baselines["setfit"].params["body"] == "mpnet"
+    paper_cpu = load_grid_config(root / "paper_cpu.yaml")
+    setfit = next(c for c in expand(headline) if c.method == "setfit")
+    assert config_hash(headline, setfit, cell_config(headline, setfit)) == \
+        config_hash(paper_cpu, setfit, cell_config(paper_cpu, setfit))
+    assert headline.baselines["setfit-mpnet"].params["body"] == "mpnet"
+    assert headline.baselines["setfit-mpnet"].params["precision"] == "bf16"
+    assert headline.report.goals.beat_baseline == "setfit-mpnet"
 
 
 def test_widened_pool_materializes_distinct_unlabeled_prompts(tmp_path, shared_data):

@@ -4,7 +4,8 @@
   stratified k-fold cross-validation **on the labeled split only** (harmful-class F1; the vectorizers
   are fitted inside each fold). For responses the prompt and the response get their own vectorizers.
 * ``setfit``: SetFit (Tunstall et al. 2022, PyPI ``setfit``) with the packaged all-MiniLM-L6-v2
-  body: contrastive fine-tuning of the sentence-transformer on label-derived pairs, then a logistic
+  body (``body``: any encoder name or path; ``precision: bf16`` autocasts where bf16 is native):
+  contrastive fine-tuning of the sentence-transformer on label-derived pairs, then a logistic
   regression head on its embeddings. For responses the text is ``prompt [SEP] response`` with the
   prompt truncated first, so the response survives truncation (as in guardmatch's own models).
 
@@ -55,6 +56,7 @@ SETFIT_DEFAULTS: dict[str, Any] = {
     "body_learning_rate": 2e-5,
     "head_max_iter": 2000,
     "eval_batch_size": 64,
+    "precision": "fp32",  # "bf16": autocast where bf16 is native (as a TrainConfig's precision), else fp32
 }
 
 
@@ -64,12 +66,17 @@ with ``fit(examples)`` and ``predict_proba(examples)``, and their parameters' ``
 
 
 def baseline_params(kind: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    """Baseline ``kind``'s defaults updated with ``params`` (an unknown kind or parameter is an error)."""
+    """Baseline ``kind``'s defaults updated with ``params`` (an unknown kind or parameter, or a value
+    outside the class's ``choices``, is an error)."""
     cls = BASELINES.get(kind)
     unknown = set(params or {}) - set(cls.defaults)
     if unknown:
         raise ConfigError(f"{kind}: unknown parameter(s) {sorted(unknown)}; known: {sorted(cls.defaults)}")
-    return {**cls.defaults, **(params or {})}
+    merged = {**cls.defaults, **(params or {})}
+    for key, allowed in getattr(cls, "choices", {}).items():
+        if merged[key] not in allowed:
+            raise ConfigError(f"{kind}: {key} must be one of {list(allowed)}, got {merged[key]!r}")
+    return merged
 
 
 # ----------------------------------------------------------------------------- TF-IDF + LR
@@ -195,10 +202,11 @@ def pair_texts(examples: Sequence[Example], task: Task, tokenizer, max_length: i
 
 @BASELINES.register("setfit")
 class SetFitBaseline:
-    """SetFit (``setfit`` package) on the packaged MiniLM body."""
+    """SetFit (``setfit`` package) on a sentence-transformer body (default: the packaged MiniLM)."""
 
     name: ClassVar[str]
     defaults = SETFIT_DEFAULTS
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"precision": ("fp32", "bf16")}
 
     def __init__(self, task: Task, seed: int, params: dict[str, Any] | None = None, *, workdir: Path | None = None,
                  progress: bool = False):
@@ -209,6 +217,19 @@ class SetFitBaseline:
         self.progress = progress
         self.model: SetFitModel | None = None  # set by fit
         self.info: dict[str, Any] = {}
+
+    def _precision_used(self) -> str:
+        """``"bf16"`` when asked for and native here (a CUDA GPU with bf16, AVX512-BF16 or AMX), else ``"fp32"``."""
+        from guardmatch.training.run import mixed_precision
+
+        return "bf16" if mixed_precision(self.params["precision"]) == "bf16" else "fp32"
+
+    def _autocast(self):
+        """bf16 autocast of the body's forward passes (fp32 weights) when :meth:`_precision_used` says so."""
+        import torch
+
+        return torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16,
+                              enabled=self._precision_used() == "bf16")
 
     def _fitted(self) -> SetFitModel:
         if self.model is None:
@@ -242,9 +263,10 @@ class SetFitBaseline:
         )
         trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
         t = time.perf_counter()
-        trainer.train()
+        with self._autocast():
+            trainer.train()
         self.info = {"train_s": time.perf_counter() - t, "pairs_steps": int(p["max_steps"]),
-                     "pairs_per_step": int(p["batch_size"])}
+                     "pairs_per_step": int(p["batch_size"]), "precision": self._precision_used()}
         shutil.rmtree(workdir, ignore_errors=True)
         self.model = model
         self._tokenizer = tokenizer
@@ -252,7 +274,8 @@ class SetFitBaseline:
 
     def predict_proba(self, examples: Sequence[Example]) -> np.ndarray:
         texts = pair_texts(examples, self.task, self._tokenizer, int(self.params["max_length"]))
-        probs = self._fitted().predict_proba(texts, batch_size=int(self.params["eval_batch_size"]), as_numpy=True)
+        with self._autocast():
+            probs = self._fitted().predict_proba(texts, batch_size=int(self.params["eval_batch_size"]), as_numpy=True)
         return np.asarray(probs, dtype=np.float64)[:, 1]
 
     def save(self, path: Path) -> None:
