@@ -164,12 +164,17 @@ def test_shipped_configs_validate():
     runs = Counter((c.task.value, c.pool, c.method, c.augmenter, str(c.budget)) for c in expand(headline)
                    if c.kind == "run")
     assert runs == {("prompt", "in_source", "supervised", None, "200"): 3,
+                    ("prompt", "in_source", "supervised-880", None, "200"): 3,
                     **{("prompt", "in_source", m, "llm-rewrite", "200"): 3
                        for m in ("fixmatch", "marginmatch", "multimatch", "fixmatch-da")}}
     assert cell_config(headline, expand(headline)[0]).model.encoder == "mpnet"
     # the added row is FixMatch with distribution alignment; SetFit (MiniLM) is paper_cpu's baseline (the
     # same cells, so the same hash), SetFit (MPNet) fine-tunes this row's body and is the goal's baseline
     assert headline.methods["fixmatch-da"].params == {"distribution_alignment": True, "da_momentum": 0.99}
+    # the schedule ablation: supervised for the SSL cells' step count
+    long_sup = next(c for c in expand(headline) if c.method == "supervised-880")
+    assert cell_config(headline, long_sup).optim.max_steps == 880
+    assert cell_config(headline, long_sup).optim.epochs is None
     paper_cpu = load_grid_config(root / "paper_cpu.yaml")
     setfit = next(c for c in expand(headline) if c.method == "setfit")
     assert config_hash(headline, setfit, cell_config(headline, setfit)) == \
