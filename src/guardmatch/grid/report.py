@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from guardmatch.data.example import Task
-from guardmatch.grid.cells import Cell
+from guardmatch.grid.cells import Cell, uses_unlabeled
 from guardmatch.grid.config import GridConfig
 from guardmatch.grid.store import read_cell_file
 
@@ -242,7 +242,9 @@ def goal_check(grid: GridConfig, df: pd.DataFrame, summary: pd.DataFrame) -> tup
     deltas = paired_deltas(df, task, first_pool, budget, first_pool=first_pool)
     if deltas.empty:
         return "_goal check: no paired supervised/SSL cells yet_\n", []
-    ssl = deltas[(deltas.kind == "run")]
+    ssl_arms = {arm for arm, method in zip(df.arm[df.kind == "run"], df.method[df.kind == "run"])
+                if method in grid.methods and uses_unlabeled(grid.methods[method].algorithm)}
+    ssl = deltas[(deltas.kind == "run") & deltas.arm.isin(ssl_arms)]  # not other supervised rows (ablations)
     sets = _set_order(grid, summary, task)
     ref_f1 = None
     if goals.beat_baseline:

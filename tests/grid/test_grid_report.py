@@ -1,0 +1,44 @@
+"""The report's goal check on a hand-made results frame: which rows count as SSL, and the arithmetic."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from guardmatch.grid import load_grid_config
+from guardmatch.grid.report import aggregate, goal_check
+
+
+def _rows(arm: str, method: str, augmenter: str, kind: str, f1: dict[str, list[float]], order: int) -> list[dict]:
+    return [{"task": "prompt", "pool": "in_source", "kind": kind, "method": method, "augmenter": augmenter,
+             "arm": arm, "row": arm, "budget": "200", "seed": seed, "test_set": test_set, "f1": value,
+             "precision": None, "recall": None, "auprc": None, "ece": None, "fpr": None, "labeled": 200,
+             "unlabeled": 0, "threshold": 0.5, "order": order, "path": None}
+            for test_set, values in f1.items() for seed, value in enumerate(values)]
+
+
+def test_goal_check_lists_ssl_rows_only_and_checks_gain_loss_and_baseline(tmp_path):
+    grid = load_grid_config(data={
+        "name": "g", "output_dir": str(tmp_path),
+        "tasks": {"prompt": {}}, "budgets": [200], "seeds": [0, 1],
+        "methods": {"supervised": {"algorithm": "supervised"},
+                    "supervised-long": {"algorithm": "supervised", "overrides": {"optim": {"max_steps": 50}}},
+                    "fixmatch": {"algorithm": "fixmatch"}},
+        "augmenters": {"eda": {"cache": "eda"}},
+        "baselines": {"setfit": {"kind": "setfit"}},
+        "report": {"goals": {"min_gain": 0.04, "max_loss": 0.0, "beat_baseline": "setfit"}},
+    })
+    df = pd.DataFrame(
+        _rows("supervised", "supervised", "", "run", {"wildguardtest": [0.70, 0.72], "xstest": [0.50, 0.52]}, 0)
+        + _rows("supervised-long", "supervised-long", "", "run",
+                {"wildguardtest": [0.80, 0.80], "xstest": [0.60, 0.60]}, 1)
+        + _rows("fixmatch-eda", "fixmatch", "eda", "run", {"wildguardtest": [0.75, 0.77], "xstest": [0.52, 0.53]}, 2)
+        + _rows("setfit", "setfit", "", "baseline", {"wildguardtest": [0.74, 0.74], "xstest": [0.4, 0.4]}, 3))
+    text, results = goal_check(grid, df, aggregate(df))
+    # the longer supervised row gains +0.09 but is no SSL row: only FixMatch is checked
+    assert [r["row"] for r in results] == ["fixmatch-eda"]
+    (fixmatch,) = results
+    assert abs(fixmatch["gain"] - 0.05) < 1e-12              # (0.05 + 0.05) / 2
+    assert abs(fixmatch["worst_other"] - 0.015) < 1e-12      # xstest: (0.02 + 0.01) / 2
+    assert fixmatch["beats_baseline"] is True                # 0.76 > SetFit's 0.74
+    assert fixmatch["met"] is True
+    assert "supervised-long" not in text and "| fixmatch-eda |" in text
