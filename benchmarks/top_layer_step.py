@@ -124,7 +124,7 @@ def main() -> None:
                 finally:
                     timer.close()
                 row = {"setting": label, "method": method, "top_layers": top, "length_buckets": bucket,
-                       "precision": precision, "ran_in": "bf16" if run_mod.mixed_precision(precision) == "bf16" else "fp32",
+                       "precision": precision, "ran_in": run_mod.precision_in_effect(precision),
                        "step_s": round(statistics.median(timer.times[3:]), 4), "steps_timed": len(timer.times) - 3,
                        "features_s": round(result.timings.get("features_s", 0.0), 1), "run_s": round(wall, 1)}
                 print(json.dumps(row), flush=True)

@@ -222,9 +222,9 @@ class SetFitBaseline:
 
     def _precision_used(self) -> str:
         """``"bf16"`` when asked for and native here (a CUDA GPU with bf16, AVX512-BF16 or AMX), else ``"fp32"``."""
-        from guardmatch.training.run import mixed_precision
+        from guardmatch.training.run import precision_in_effect
 
-        return "bf16" if mixed_precision(self.params["precision"]) == "bf16" else "fp32"
+        return precision_in_effect(self.params["precision"])
 
     def _autocast(self):
         """bf16 autocast of the body's forward passes (fp32 weights) when :meth:`_precision_used` says so."""

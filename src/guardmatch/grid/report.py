@@ -242,8 +242,8 @@ def goal_check(grid: GridConfig, df: pd.DataFrame, summary: pd.DataFrame) -> tup
     deltas = paired_deltas(df, task, first_pool, budget, first_pool=first_pool)
     if deltas.empty:
         return "_goal check: no paired supervised/SSL cells yet_\n", []
-    ssl_arms = {arm for arm, method in zip(df.arm[df.kind == "run"], df.method[df.kind == "run"])
-                if method in grid.methods and uses_unlabeled(grid.methods[method].algorithm)}
+    runs = df.loc[df.kind == "run", ["arm", "method"]].drop_duplicates()
+    ssl_arms = {arm for arm, method in zip(runs.arm, runs.method) if uses_unlabeled(grid.methods[method].algorithm)}
     ssl = deltas[(deltas.kind == "run") & deltas.arm.isin(ssl_arms)]  # not other supervised rows (ablations)
     sets = _set_order(grid, summary, task)
     ref_f1 = None

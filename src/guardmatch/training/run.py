@@ -378,6 +378,11 @@ def mixed_precision(requested: str) -> str:
     return "bf16" if requested == "bf16" and native_bf16() else "no"
 
 
+def precision_in_effect(requested: str) -> str:
+    """The precision a ``precision: <requested>`` setting runs in here: ``"bf16"`` or ``"fp32"``."""
+    return "bf16" if mixed_precision(requested) == "bf16" else "fp32"
+
+
 def _to_yaml(config: TrainConfig) -> str:
     import yaml
 
