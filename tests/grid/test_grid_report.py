@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from guardmatch.grid import load_grid_config
-from guardmatch.grid.report import aggregate, goal_check
+from guardmatch.grid.report import aggregate, arm_label, goal_check
 
 
 def _rows(arm: str, method: str, augmenter: str, kind: str, f1: dict[str, list[float]], order: int) -> list[dict]:
@@ -42,3 +42,20 @@ def test_goal_check_lists_ssl_rows_only_and_checks_gain_loss_and_baseline(tmp_pa
     assert fixmatch["beats_baseline"] is True                # 0.76 > SetFit's 0.74
     assert fixmatch["met"] is True
     assert "supervised-long" not in text and "| fixmatch-eda |" in text
+
+
+def test_arm_label_names_not_run_arms_like_finished_rows(tmp_path):
+    grid = load_grid_config(data={
+        "name": "g", "output_dir": str(tmp_path), "tasks": {"prompt": {}}, "budgets": [200], "seeds": [0],
+        "methods": {"supervised": {"algorithm": "supervised"},
+                    "fixmatch": {"algorithm": "fixmatch", "label": "FixMatch"},
+                    "fixmatch-long": {"algorithm": "fixmatch", "label": "FixMatch (long)"}},
+        "augmenters": {"llm-rewrite": {"cache": "llm", "label": "LLM rewrite"},
+                       "long-eda": {"cache": "eda", "label": "EDA"}},
+        "baselines": {"tfidf": {"kind": "tfidf_lr", "label": "TF-IDF + LR"}},
+    })
+    assert arm_label(grid, "fixmatch-llm-rewrite") == "FixMatch + LLM rewrite"
+    assert arm_label(grid, "fixmatch-long-eda") == "FixMatch + EDA"   # only long-eda is an augmenter
+    assert arm_label(grid, "fixmatch-long") == "FixMatch (long)"
+    assert arm_label(grid, "tfidf") == "TF-IDF + LR"
+    assert arm_label(grid, "unknown-arm") == "unknown-arm"

@@ -41,6 +41,19 @@ def row_label(grid: GridConfig, cell: Cell) -> str:
     return name if cell.augmenter is None else f"{name} + {grid.label('augmenter', cell.augmenter)}"
 
 
+def arm_label(grid: GridConfig, arm: str) -> str:
+    """Display name of an arm key (``multimatch-llm-rewrite`` -> ``MultiMatch + LLM rewrite``)."""
+    if arm in grid.baselines:
+        return grid.label("baseline", arm)
+    if arm in grid.methods:
+        return grid.label("method", arm)
+    for method in grid.methods:
+        augmenter = arm.removeprefix(f"{method}-")
+        if augmenter != arm and augmenter in grid.augmenters:
+            return f"{grid.label('method', method)} + {grid.label('augmenter', augmenter)}"
+    return arm
+
+
 def _plans(grid: GridConfig):
     from rich.console import Console
 
@@ -273,7 +286,7 @@ def goal_check(grid: GridConfig, df: pd.DataFrame, summary: pd.DataFrame) -> tup
                         "worst_other": worst, "f1": f1, "baseline_f1": ref_f1, "beats_baseline": beats, "met": met})
         vs = "–" if ref_f1 is None else f"{f1:.3f} vs {ref_f1:.3f}"
         lines.append(f"| {row} | {gain:+.3f}{interval} | {worst:+.3f} | {vs} | {'yes' if met else 'no'} |")
-    head = (f"Goal (issue 7): at {budget} labels on the {task} task, SSL ≥ {goals.min_gain:+.2f} F1 over supervised "
+    head = (f"Goal: at {budget} labels on the {task} task, SSL ≥ {goals.min_gain:+.2f} F1 over supervised "
             f"on {goals.main_set}, no loss (≥ {-goals.max_loss:+.2f}) on the other test sets"
             + (f", and above {grid.label('baseline', goals.beat_baseline)}" if goals.beat_baseline else "")
             + ". Deltas are paired by seed (same labeled split).\n\n")
@@ -292,7 +305,7 @@ def reference_table(grid: GridConfig, summary: pd.DataFrame, task: str) -> str:
     for r in refs:
         hit = summary[(summary.task == task) & (summary.pool == first_pool) & (summary.arm == r.arm) &
                       (summary.budget == str(r.budget)) & (summary.test_set == r.test_set)]
-        label = hit.row.iloc[0] if not hit.empty else r.arm
+        label = hit.row.iloc[0] if not hit.empty else arm_label(grid, r.arm)
         label += f" ({name}: {r.setting})" if r.setting else ""
         if hit.empty:
             ours, diff = "not run", "–"
