@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from serving import _free_port  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -272,7 +273,7 @@ def to_markdown(res: dict[str, Any]) -> str:
         "|---|---|---|",
         f"| good requests failed among {p['clients']} clients with poison mixed in | **{p['good_failed']}** of "
         f"{p['good_ok'] + p['good_failed']} | 0 |",
-        f"| poison answers (status: count) | "
+        "| poison answers (status: count) | "
         + "; ".join(f"{k}: {v}" for k, v in p["poison_statuses"].items()) + " | 4xx each |",
         f"| small-request p50 / p99 alone ({s['probe_clients']} clients) | {s['small'].get('p50_ms')} / "
         f"{s['small'].get('p99_ms')} ms | |",

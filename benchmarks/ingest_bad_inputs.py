@@ -35,8 +35,9 @@ print(json.dumps(out))
 
 
 def good(i: int) -> bytes:
-    return (json.dumps({"id": f"g{i}", "messages": [{"role": "user", "content": f"How do I bake bread, attempt {i}?"},
-                                                     {"role": "assistant", "content": "Mix flour, water, yeast."}]}) + "\n").encode()
+    messages = [{"role": "user", "content": f"How do I bake bread, attempt {i}?"},
+                {"role": "assistant", "content": "Mix flour, water, yeast."}]
+    return (json.dumps({"id": f"g{i}", "messages": messages}) + "\n").encode()
 
 
 def cases() -> dict[str, list[Path]]:
@@ -48,7 +49,8 @@ def cases() -> dict[str, list[Path]]:
         p.write_bytes(data)
         return p
 
-    out["malformed JSON lines"] = [write("malformed.jsonl", good(1) + b'{"id": 2, "messages": [\n' + b"not json at all\n" + good(3))]
+    out["malformed JSON lines"] = [write("malformed.jsonl",
+                                         good(1) + b'{"id": 2, "messages": [\n' + b"not json at all\n" + good(3))]
     out["messages without roles / unknown role / no content"] = [write("roles.jsonl", good(1)
         + b'{"id": "a", "messages": [{"content": "hi"}]}\n'
         + b'{"id": "b", "messages": [{"role": "wizard", "content": "hi"}]}\n'
@@ -66,9 +68,11 @@ def cases() -> dict[str, list[Path]]:
         fh.write(good(3))
     out["a 100 MB single line (default max_line_bytes 16 MiB)"] = [big]
     out["truncated last line, no newline"] = [write("truncated.jsonl", good(1) + good(2)[:30])]
-    out["UTF-8 BOM, blank lines, CRLF"] = [write("bom.jsonl", b"\xef\xbb\xbf" + good(1).replace(b"\n", b"\r\n") + b"\n\n" + good(2))]
+    out["UTF-8 BOM, blank lines, CRLF"] = [write("bom.jsonl",
+                                                 b"\xef\xbb\xbf" + good(1).replace(b"\n", b"\r\n") + b"\n\n" + good(2))]
     out["empty file"] = [write("empty.jsonl", b"")]
-    out["CSV: wrong field count, unterminated quote"] = [write("bad.csv", b'prompt,region\n"ok prompt",EU\n"x",EU,extra\n"never closed,US\n')]
+    out["CSV: wrong field count, unterminated quote"] = [
+        write("bad.csv", b'prompt,region\n"ok prompt",EU\n"x",EU,extra\n"never closed,US\n')]
     gz = WORK / "cut.jsonl.gz"
     gz.write_bytes(gzip.compress(b"".join(good(i) for i in range(2000)))[:-200])
     out["truncated .gz (then a good file)"] = [gz, write("after.jsonl", good(9))]

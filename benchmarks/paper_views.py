@@ -118,7 +118,8 @@ def run_stage(stage: dict[str, Any], task: Task, examples: list[Example], limit_
     aug = build_augmenter(stage["augmenter"], stage["config"])
     try:
         report = augment(examples, aug, task, stage["views"], cache_root=ROOT, quality_filter=QualityFilter(),
-                         time_limit_s=limit_s, max_attempts=max_attempts, command=f"python benchmarks/paper_views.py  # stage {stage['name']}")
+                         time_limit_s=limit_s, max_attempts=max_attempts,
+                         command=f"python benchmarks/paper_views.py  # stage {stage['name']}")
     finally:
         aug.close()
     return report.summary()

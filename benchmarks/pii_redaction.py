@@ -55,8 +55,9 @@ def _luhn_complete(prefix: str, length: int, rng: random.Random) -> str:
 
 
 def gen_email(rng):
-    f, l = rng.choice(FIRST).lower(), rng.choice(LAST).lower().replace("ü", "u").replace("á", "a")
-    user = rng.choice([f"{f}.{l}", f"{f[0]}{l}{rng.randint(1, 99)}", f"{f}_{l}", f"{f}+news", f"{l}.{f}{rng.randint(1970, 2005)}"])
+    f, last = rng.choice(FIRST).lower(), rng.choice(LAST).lower().replace("ü", "u").replace("á", "a")
+    user = rng.choice([f"{f}.{last}", f"{f[0]}{last}{rng.randint(1, 99)}", f"{f}_{last}", f"{f}+news",
+                       f"{last}.{f}{rng.randint(1970, 2005)}"])
     return f"{user}@{rng.choice(DOMAINS)}"
 
 
@@ -100,12 +101,18 @@ _IBAN_SPECS = {"DE": 18, "GB": 18, "FR": 23, "ES": 20, "NL": 14, "IT": 23, "CH":
 def gen_iban(rng):
     cc = rng.choice(list(_IBAN_SPECS))
     n = _IBAN_SPECS[cc]
+    def letters(k):
+        return "".join(rng.choice(string.ascii_uppercase) for _ in range(k))
+
+    def digits(k):
+        return "".join(rng.choice(string.digits) for _ in range(k))
+
     if cc == "GB":
-        bban = "".join(rng.choice(string.ascii_uppercase) for _ in range(4)) + "".join(rng.choice(string.digits) for _ in range(14))
+        bban = letters(4) + digits(14)
     elif cc == "NL":
-        bban = "".join(rng.choice(string.ascii_uppercase) for _ in range(4)) + "".join(rng.choice(string.digits) for _ in range(10))
+        bban = letters(4) + digits(10)
     elif cc in ("FR", "IT"):
-        bban = (rng.choice(string.ascii_uppercase) if cc == "IT" else "") + "".join(rng.choice(string.digits) for _ in range(n - (1 if cc == "IT" else 0)))
+        bban = (letters(1) if cc == "IT" else "") + digits(n - (1 if cc == "IT" else 0))
     else:
         bban = "".join(rng.choice(string.digits) for _ in range(n))
     rearr = bban + cc + "00"
@@ -137,7 +144,9 @@ def gen_url(rng):
     if kind == "apikey":
         return f"http://{host}/search?q=weather&api_key={_tok(rng, 24)}"
     if kind == "s3":
-        return f"https://{host}/report.pdf?X-Amz-Credential=AKIA{_tok(rng, 16, string.ascii_uppercase + string.digits)}&X-Amz-Signature={_tok(rng, 64, '0123456789abcdef')}"
+        credential = _tok(rng, 16, string.ascii_uppercase + string.digits)
+        return (f"https://{host}/report.pdf?X-Amz-Credential=AKIA{credential}"
+                f"&X-Amz-Signature={_tok(rng, 64, '0123456789abcdef')}")
     return f"postgres://admin:{_tok(rng, 12)}@{host}:5432/prod"
 
 
@@ -159,7 +168,8 @@ def gen_secret(rng):
     if kind == "hf":
         return "hf_" + _tok(rng, 34)
     if kind == "jwt":
-        return "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ" + _tok(rng, 30) + "." + _tok(rng, 43, string.ascii_letters + string.digits + "_-")
+        return ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ" + _tok(rng, 30) + "."
+                + _tok(rng, 43, string.ascii_letters + string.digits + "_-"))
     if kind == "password":
         return "password: " + _tok(rng, 12, string.ascii_letters + string.digits + "!#$%")
     return "api_key=" + _tok(rng, 32)
@@ -324,7 +334,8 @@ def main() -> None:
 
     result = {"seed": args.seed, "n_injected": len(base), "patterns": res_patterns,
               "clean_prompts": clean_prompts, "clean_responses": clean_responses,
-              "backend": "presidio-analyzer 2.2.366 recognizers (email, phone, credit card, IBAN, IP) + guardmatch URL/secret patterns"}
+              "backend": "presidio-analyzer 2.2.366 recognizers (email, phone, credit card, IBAN, IP)"
+                         " + guardmatch URL/secret patterns"}
     if ner_available():
         ner = PiiRedactor(PiiConfig(names=True))
         base_n = rng.sample(prompts, args.n_names)

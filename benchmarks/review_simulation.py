@@ -72,7 +72,8 @@ def base_config(args: argparse.Namespace, seed: int):
         "output_dir": "unused", "seed": seed, "algorithm": "supervised",
         "data": {"task": "prompt", "train": "wildguardtrain", "labels": "all", "suite": "prompt",
                  "data_dir": args.data_dir, "allow_hub": False},
-        "mode": args.mode, "top_layers": args.top_layers, "feature_cache_dir": args.features_dir or str(Path(args.work) / "features"),
+        "mode": args.mode, "top_layers": args.top_layers,
+        "feature_cache_dir": args.features_dir or str(Path(args.work) / "features"),
         "model": {"encoder": "minilm", "max_length": args.max_length},
         "optim": {"lr": args.lr, "layer_decay": 0.8, "batch_size": args.batch_size, "max_steps": args.steps,
                   "warmup_ratio": 0.1, "eval_batch_size": 64},
@@ -129,9 +130,9 @@ def main() -> int:
     from rich.console import Console
 
     from guardmatch.data.overlap import remove_overlap
-    from guardmatch.features import FeatureStore
     from guardmatch.data.splits import make_split
     from guardmatch.data.suites import load_dataset, load_suite
+    from guardmatch.features import FeatureStore
     from guardmatch.model import GuardClassifier
     from guardmatch.review.retrain import retrain
     from guardmatch.review.routing import route, score_pool
@@ -321,7 +322,8 @@ def write_report(results: dict, out: Path) -> None:
             cells.append("–" if not v else (f"{np.mean(v):.3f}" + (f" ± {np.std(v):.3f}" if len(v) > 1 else "")))
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines += ["", "Per round (harmful share of the reviewed items; training and routing seconds on 2 shared CPU cores):",
-              "", "| seed | strategy | round | human labels | harmful among them | F1 | AUPRC | P | R | same queue as | route s | train s |",
+              "", "| seed | strategy | round | human labels | harmful among them | F1 | AUPRC | P | R "
+                  "| same queue as | route s | train s |",
               "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["seed"], r["round"], r["strategy"])):
         lines.append(f"| {r['seed']} | {r['strategy']} | {r['round']} | {r['human_labels']} | "

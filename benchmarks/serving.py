@@ -214,12 +214,12 @@ def part_throughput(model_dir: Path, exports: dict[str, Path], texts: list[str],
     for bs in batches:
         for name, backend in backends.items():
             backend.predict_proba(texts[:16], batch_size=bs)  # warm-up
-            rate = _rate(lambda t, b=backend: b.predict_proba(t, batch_size=bs), texts, rounds)
+            rate = _rate(lambda t, b=backend, n=bs: b.predict_proba(t, batch_size=n), texts, rounds)
             rows.append({"backend": name, "batch": bs, "texts_per_s": rate})
             log(f"batch {bs:3d} {name:10s} {rate:8.1f} texts/s")
         with torch.inference_mode():
             pipe(texts[:16], batch_size=bs)
-            rate = _rate(lambda t: pipe(t, batch_size=bs), texts, rounds)
+            rate = _rate(lambda t, n=bs: pipe(t, batch_size=n), texts, rounds)
         rows.append({"backend": "hf-pipeline", "batch": bs, "texts_per_s": rate})
         log(f"batch {bs:3d} {'hf-pipeline':10s} {rate:8.1f} texts/s")
     return rows

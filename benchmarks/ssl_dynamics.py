@@ -73,7 +73,8 @@ def passes_part(work: Path) -> dict:
 
 def markdown(grid: dict, passes: dict | None) -> str:
     lines = ["## Prompt task, 200 labels, EDA views, top-2-layer MiniLM (150 steps, B=16, mu=1)", "",
-             "| method | seed | WGT F1 | OAIMod | XSTest | Aegis | mask rate @25/75/150 | pseudo-label acc @25/75/150 | train s |",
+             "| method | seed | WGT F1 | OAIMod | XSTest | Aegis | mask rate @25/75/150 "
+             "| pseudo-label acc @25/75/150 | train s |",
              "|---|---:|---:|---:|---:|---:|---|---|---:|"]
 
     def at(curve, key, steps=(25, 75, 150)):

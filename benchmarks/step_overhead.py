@@ -120,7 +120,8 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {r['algorithm']} | {r['mu']} | {r['step_s']:.3f} | {r['model_s']:.3f} | "
                      f"{r['bookkeeping_s']:.4f} | {r['bookkeeping_pct']:.2f} |")
-    md = "\n".join(lines) + f"\n\nB=8, max length {args.max_length}, {args.threads} threads, load average at end {meta['loadavg_at_end']}.\n"
+    md = "\n".join(lines) + (f"\n\nB=8, max length {args.max_length}, {args.threads} threads, "
+                             f"load average at end {meta['loadavg_at_end']}.\n")
     (args.out / "step_overhead.md").write_text(md)
     print(md)
 

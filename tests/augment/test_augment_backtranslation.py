@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from guardmatch.augment import ViewCache, augment
 from guardmatch.augment.backends import BackendConfig
 from guardmatch.augment.backtranslation import (

@@ -5,10 +5,10 @@ from __future__ import annotations
 from transformers import AutoTokenizer
 
 from guardmatch.augment.base import ViewRequest
+from guardmatch.augment.cache import ViewCache
 from guardmatch.augment.eda import EDAAugmenter
 from guardmatch.augment.filters import QualityFilter, ViewFilterConfig
 from guardmatch.augment.runner import augment
-from guardmatch.augment.cache import ViewCache
 from guardmatch.augment.window import SourceWindow
 from guardmatch.data.example import Example, Task
 from guardmatch.encoders import resolve_encoder

@@ -61,8 +61,9 @@ def test_help_lists_the_choices():
     runner = CliRunner()
     route_help = runner.invoke(app, ["review", "route", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"}).output
     assert "head_disagreement" in route_help and "apm_instability" in route_help
-    assert "labelstudio" in runner.invoke(app, ["review", "export", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"}).output
-    assert "llm-backtranslation" in runner.invoke(app, ["augment", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"}).output
+    wide = {"COLUMNS": "200", "TERMINAL_WIDTH": "200"}
+    assert "labelstudio" in runner.invoke(app, ["review", "export", "--help"], env=wide).output
+    assert "llm-backtranslation" in runner.invoke(app, ["augment", "--help"], env=wide).output
 
 
 def test_task_is_a_choice_for_train_and_data_inspect(tmp_path):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from guardmatch.data.loaders import load_file
-from guardmatch.storage.crypto import AtRestCipher, generate_key
 from guardmatch.data.records import open_jsonl_writer
+from guardmatch.storage.crypto import AtRestCipher, generate_key
 
 
 def test_encrypted_pool_round_trip(tmp_path, monkeypatch):

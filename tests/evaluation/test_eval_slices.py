@@ -24,7 +24,8 @@ def test_metrics_by_segment_matches_hand_computed_values():
     rows = metrics_by_segment(examples, probs, threshold=0.5, segment_field="region", min_n=3)
     by = {r["value"]: r for r in rows}
     assert [r["value"] for r in rows] == ["ALL", "EU", "US", "<missing>"]
-    assert (by["EU"]["n"], by["EU"]["positives"], by["EU"]["f1"], by["EU"]["precision"], by["EU"]["recall"]) == (4, 2, 0.5, 0.5, 0.5)
+    eu = by["EU"]
+    assert (eu["n"], eu["positives"], eu["f1"], eu["precision"], eu["recall"]) == (4, 2, 0.5, 0.5, 0.5)
     assert (by["US"]["f1"], by["US"]["small"]) == (1.0, True)
     assert by["<missing>"]["positives"] == 0 and by["<missing>"]["f1"] == 0.0
     # ALL: tp 2, fp 1, fn 1 -> P = R = F1 = 2/3

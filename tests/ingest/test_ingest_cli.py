@@ -6,11 +6,11 @@ import json
 
 from typer.testing import CliRunner
 
+from guardmatch.cli.main import app
 from guardmatch.storage.audit import AUDIT_USER_ENV, audit_log, read_audit_log
-from guardmatch.storage.crypto import AtRestCipher, KEY_ENV
+from guardmatch.storage.crypto import KEY_ENV, AtRestCipher
 from guardmatch.storage.files import CACHE_ENV
 from guardmatch.storage.lineage import register_derived
-from guardmatch.cli.main import app
 
 
 def test_cli_ingest_audit_purge_keygen(tmp_path, monkeypatch):

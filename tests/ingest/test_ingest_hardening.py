@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from guardmatch.storage.crypto import AtRestCipher, KEY_ENV, generate_key
-from guardmatch.storage.files import CACHE_ENV
-from guardmatch.storage.lineage import manifest_path
 from guardmatch.ingest.config import IngestConfig
 from guardmatch.ingest.pipeline import errors_path, ingest, iter_pool
+from guardmatch.storage.crypto import KEY_ENV, AtRestCipher, generate_key
+from guardmatch.storage.files import CACHE_ENV
+from guardmatch.storage.lineage import manifest_path
 
 
 @pytest.fixture(autouse=True)

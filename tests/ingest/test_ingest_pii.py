@@ -32,7 +32,8 @@ def redactor() -> PiiRedactor:
         ("token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", "token <SECRET>", "SECRET"),
         ("OPENAI_API_KEY=sk-proj-Xb2kq9LmN3pQ7rT5vW8yZ1aC", "OPENAI_API_KEY=<SECRET>", "SECRET"),
         ('{"password": "Tr0ub4dor&3"}', '{"password": "<SECRET>"}', "SECRET"),
-        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcdefghijkl", "Authorization: Bearer <SECRET>", "SECRET"),
+        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcdefghijkl",
+         "Authorization: Bearer <SECRET>", "SECRET"),
     ],
 )
 def test_each_type_is_replaced_by_its_placeholder(redactor, text, expected, kind):

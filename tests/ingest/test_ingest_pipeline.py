@@ -14,12 +14,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from guardmatch.storage.audit import read_audit_log
-from guardmatch.storage.crypto import EncryptionKeyError, KEY_ENV, LINE_PREFIX, generate_key
-from guardmatch.storage.files import CACHE_ENV, file_mode
-from guardmatch.storage.lineage import manifest_path
 from guardmatch.ingest.config import ColumnMapping, DedupConfig, IngestConfig, IngestFilterConfig
 from guardmatch.ingest.pipeline import IngestError, errors_path, ingest, iter_pool, state_path
+from guardmatch.storage.audit import read_audit_log
+from guardmatch.storage.crypto import KEY_ENV, LINE_PREFIX, EncryptionKeyError, generate_key
+from guardmatch.storage.files import CACHE_ENV, file_mode
+from guardmatch.storage.lineage import manifest_path
 
 
 @pytest.fixture(autouse=True)
@@ -73,14 +73,16 @@ def test_flat_csv_with_column_mapping_redacts_text_and_metadata(tmp_path):
     cfg = IngestConfig(columns=ColumnMapping(prompt="text", response="reply", segments=["market", "contact"]))
     ingest([tmp_path / "log.csv"], tmp_path / "pool.jsonl", cfg)
     rows = list(iter_pool(tmp_path / "pool.jsonl"))
-    assert [r.prompt for r in rows] == ["email me at <EMAIL> about the refund", "how to stalk my ex?", 'multi\nline "quoted" prompt']
+    assert [r.prompt for r in rows] == ["email me at <EMAIL> about the refund", "how to stalk my ex?",
+                                        'multi\nline "quoted" prompt']
     assert [r.response for r in rows] == [None, "No.", "ok"]
     assert rows[0].metadata["market"] == "DE" and rows[0].metadata["contact"] == "<EMAIL>"
     assert "corp.com" not in (tmp_path / "pool.jsonl").read_text()
 
 
 def test_parquet_and_gzip_inputs(tmp_path):
-    pd.DataFrame({"prompt": ["first prompt here", "second prompt here"], "region": ["EU", "US"]}).to_parquet(tmp_path / "a.parquet")
+    frame = pd.DataFrame({"prompt": ["first prompt here", "second prompt here"], "region": ["EU", "US"]})
+    frame.to_parquet(tmp_path / "a.parquet")
     with gzip.open(tmp_path / "b.jsonl.gz", "wt") as fh:
         fh.write(json.dumps({"prompt": "third prompt from gzip", "region": "APAC"}) + "\n")
     rep = ingest([tmp_path / "a.parquet", tmp_path / "b.jsonl.gz"], tmp_path / "pool.jsonl")

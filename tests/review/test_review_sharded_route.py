@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 
-
 def test_two_process_pool_scoring_routes_like_one(tmp_path, shared_data, tiny_prompt_model_dir):
     model_dir = tiny_prompt_model_dir
     rows = [json.loads(line) for line in (shared_data / "aegis1" / "aegis1_test_prompt.jsonl").open()][:41]

@@ -7,10 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from guardmatch.data.loaders import load_file
-from guardmatch.model import GuardClassifier
+from guardmatch.data.loaders import load_file, load_file_chunks
 from guardmatch.data.records import iter_jsonl
-from guardmatch.data.loaders import load_file_chunks
+from guardmatch.model import GuardClassifier
 from guardmatch.serving.batch import predict_file
 
 

@@ -227,9 +227,9 @@ def test_cancelled_requests_are_dropped():
 
 
 def test_predict_skips_a_lone_surrogate_row_and_scores_the_rest(serving_prompt_dir, tmp_path, monkeypatch):
+    from guardmatch.serving.batch import predict_file
     from guardmatch.storage.crypto import KEY_ENV
     from guardmatch.storage.files import CACHE_ENV
-    from guardmatch.serving.batch import predict_file
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(KEY_ENV, raising=False)

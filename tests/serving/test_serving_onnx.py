@@ -15,11 +15,11 @@ from guardmatch.calibration import calibrate  # noqa: E402
 from guardmatch.cli.main import app  # noqa: E402
 from guardmatch.data.example import Example  # noqa: E402
 from guardmatch.data.loaders import save_jsonl  # noqa: E402
+from guardmatch.data.records import iter_jsonl
 from guardmatch.model import GuardClassifier  # noqa: E402
 from guardmatch.serving.backends import load_classifier  # noqa: E402
 from guardmatch.serving.batch import predict_file  # noqa: E402
 from guardmatch.serving.onnx import OnnxClassifier, export_onnx, parity  # noqa: E402
-from guardmatch.data.records import iter_jsonl
 
 # Float ONNX vs PyTorch: the same graph in float32; differences are summation-order noise.
 PARITY_TOL = 1e-5

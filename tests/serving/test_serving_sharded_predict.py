@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 
-
 def test_two_process_predict_merges_in_input_order(tmp_path, shared_data, tiny_prompt_model_dir):
     model_dir = tiny_prompt_model_dir
     rows = [json.loads(line) for line in (shared_data / "aegis1" / "aegis1_test_prompt.jsonl").open()][:37]

@@ -7,11 +7,28 @@ import os
 
 import pytest
 
-from guardmatch.storage.audit import AUDIT_USER_ENV, audit_log, read_audit_log
-from guardmatch.storage.crypto import AtRestCipher, BLOB_MAGIC, EncryptionKeyError, KEY_ENV, LINE_PREFIX, generate_key, is_encrypted_line
-from guardmatch.storage.files import CACHE_ENV, cache_root, file_mode, read_secure_bytes, secure_mkdir, secure_open, write_secure_bytes, write_secure_text
-from guardmatch.storage.lineage import derived_from, manifest_path, pool_fingerprint, purge, register_derived
 from guardmatch.data.records import iter_jsonl, open_jsonl_writer
+from guardmatch.storage.audit import AUDIT_USER_ENV, audit_log, read_audit_log
+from guardmatch.storage.crypto import (
+    BLOB_MAGIC,
+    KEY_ENV,
+    LINE_PREFIX,
+    AtRestCipher,
+    EncryptionKeyError,
+    generate_key,
+    is_encrypted_line,
+)
+from guardmatch.storage.files import (
+    CACHE_ENV,
+    cache_root,
+    file_mode,
+    read_secure_bytes,
+    secure_mkdir,
+    secure_open,
+    write_secure_bytes,
+    write_secure_text,
+)
+from guardmatch.storage.lineage import derived_from, manifest_path, pool_fingerprint, purge, register_derived
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import torch
+from trainer_fixtures import tiny_model, word_drop_views
 
 from guardmatch.algorithms import build_algorithm
 from guardmatch.config import TrainConfig
@@ -14,8 +15,6 @@ from guardmatch.training.checkpoints import list_checkpoints
 from guardmatch.training.loaders import StepSampler, choose_views
 from guardmatch.training.optim import layer_id, parameter_groups
 from guardmatch.training.trainer import Trainer
-
-from trainer_fixtures import tiny_model, word_drop_views
 
 
 def _config(tmp_path, **kw) -> TrainConfig:

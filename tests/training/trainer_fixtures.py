@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+
 from transformers import BertConfig
 
 from guardmatch.data.example import Example
