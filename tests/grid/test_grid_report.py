@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
+from guardmatch.errors import ConfigError
 from guardmatch.grid import load_grid_config
-from guardmatch.grid.report import aggregate, arm_label, goal_check
+from guardmatch.grid.report import aggregate, arm_label, goal_check, view_comparison
 
 
 def _rows(arm: str, method: str, augmenter: str, kind: str, f1: dict[str, list[float]], order: int) -> list[dict]:
@@ -59,3 +61,29 @@ def test_arm_label_names_not_run_arms_like_finished_rows(tmp_path):
     assert arm_label(grid, "fixmatch-long") == "FixMatch (long)"
     assert arm_label(grid, "tfidf") == "TF-IDF + LR"
     assert arm_label(grid, "unknown-arm") == "unknown-arm"
+
+
+def test_view_comparison_pairs_views_by_method_and_seed(tmp_path):
+    grid = load_grid_config(data={
+        "name": "g", "output_dir": str(tmp_path), "tasks": {"prompt": {}}, "budgets": [200], "seeds": [0, 1],
+        "methods": {"supervised": {"algorithm": "supervised"}, "fixmatch": {"algorithm": "fixmatch", "label": "FixMatch"}},
+        "augmenters": {"llm": {"cache": "llm", "label": "LLM"}, "eda": {"cache": "eda", "label": "EDA"}},
+        "report": {"compare_views": [["llm", "eda"]]},
+    })
+    df = pd.DataFrame(
+        _rows("supervised", "supervised", "", "run", {"wildguardtest": [0.70, 0.72]}, 0)
+        + _rows("fixmatch-llm", "fixmatch", "llm", "run", {"wildguardtest": [0.75, 0.70], "xstest": [0.6, 0.5]}, 1)
+        + _rows("fixmatch-eda", "fixmatch", "eda", "run", {"wildguardtest": [0.71, 0.72], "xstest": [0.4, 0.4]}, 2))
+    text = view_comparison(grid, df, "prompt", n_boot=0)
+    row = next(line for line in text.splitlines() if line.startswith("| FixMatch | 200 |"))
+    # wildguardtest: (0.04, -0.02) -> mean +0.010, sample std 0.042; xstest: (0.2, 0.1) -> +0.150 ± 0.071
+    assert row == "| FixMatch | 200 | +0.010 ± 0.042 (n=2) | +0.150 ± 0.071 (n=2) |"
+    assert "**LLM** minus **EDA**" in text
+
+
+def test_compare_views_names_must_be_augmenters(tmp_path):
+    with pytest.raises(ConfigError, match=r"report.compare_views\[0\]: unknown augmenter 'bt'"):
+        load_grid_config(data={
+            "name": "g", "output_dir": str(tmp_path), "tasks": {"prompt": {}},
+            "methods": {"fixmatch": {"algorithm": "fixmatch"}}, "augmenters": {"llm": {"cache": "llm"}},
+            "report": {"compare_views": [["llm", "bt"]]}})

@@ -155,6 +155,9 @@ class ReportSpec(StrictModel):
     reference_name: str = Field("paper", description="what the reference numbers are (a column header)")
     reference: list[ReferenceResult] = Field(default_factory=list,
                                              description="published numbers to show beside ours, where they exist")
+    compare_views: list[tuple[str, str]] = Field(default_factory=list, description=(
+        "augmenter pairs (A, B) compared head to head: F1 of method + A minus method + B, paired by seed, "
+        "for every method, budget and test set where both arms finished"))
 
 
 class GridConfig(StrictModel):
@@ -204,6 +207,11 @@ class GridConfig(StrictModel):
                 for ref in getattr(pool_spec, key) or []:
                     if ref not in known:
                         problems.append(f"pools.{name}.{key}: unknown {key[:-1]} {ref!r}")
+        for i, pair in enumerate(self.report.compare_views):
+            for ref in pair:
+                if ref not in self.augmenters:
+                    problems.append(f"report.compare_views[{i}]: unknown augmenter {ref!r} "
+                                    f"(augmenters: {sorted(self.augmenters)})")
         if problems:
             raise ValueError("; ".join(problems))
         for name in list(self.methods) + list(self.baselines) + list(self.augmenters) + list(self.pools):

@@ -236,6 +236,46 @@ def _delta_fmt(r: pd.Series) -> str:
     return s
 
 
+def view_comparison(grid: GridConfig, df: pd.DataFrame, task: str, n_boot: int = 1000) -> str:
+    """``report.compare_views``: method + view A minus method + view B, per seed (same labels), on the
+    first pool, with a 95 % paired bootstrap interval over test examples and seeds."""
+    first_pool = grid.tasks[Task(task)].pools[0]
+    runs = df[(df.task == task) & (df.pool == first_pool) & (df.kind == "run")]
+    sets = list(dict.fromkeys(runs.test_set))
+    parts = []
+    for view_a, view_b in grid.report.compare_views:
+        lines = []
+        for budget in _budget_order(grid, task):
+            for method in grid.methods:
+                a = runs[(runs.method == method) & (runs.augmenter == view_a) & (runs.budget == budget)]
+                b = runs[(runs.method == method) & (runs.augmenter == view_b) & (runs.budget == budget)]
+                if a.empty or b.empty:
+                    continue
+                cells = []
+                for test_set in sets:
+                    fa = a[a.test_set == test_set].set_index("seed")
+                    fb = b[b.test_set == test_set].set_index("seed")
+                    seeds = sorted(set(fa.index) & set(fb.index))
+                    if not seeds:
+                        cells.append("–")
+                        continue
+                    d = [float(fa.f1[s] - fb.f1[s]) for s in seeds]
+                    text = f"{np.mean(d):+.3f}" + (f" ± {np.std(d, ddof=1):.3f}" if len(d) > 1 else "")
+                    iv = _paired_interval(dict(zip(fb.index, fb.path)), dict(zip(fa.index, fa.path)), test_set,
+                                          float(fa.threshold.iloc[0]) if fa.threshold.notna().any() else 0.5,
+                                          n_boot) if n_boot else None
+                    if iv:
+                        text += f" [{iv['ci_lo']:+.3f}, {iv['ci_hi']:+.3f}]"
+                    cells.append(text + f" (n={len(d)})")
+                lines.append(f"| {grid.label('method', method)} | {budget} | " + " | ".join(cells) + " |")
+        if lines:
+            parts.append(f"**{grid.label('augmenter', view_a)}** minus **{grid.label('augmenter', view_b)}**, "
+                         "same method and seed (mean ± std over seeds [95 % paired bootstrap interval], n seeds):\n\n"
+                         + f"| method | labels | {' | '.join(sets)} |\n|---|---:|" + "---:|" * len(sets) + "\n"
+                         + "\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
 def delta_table(deltas: pd.DataFrame, sets: list[str]) -> str:
     if deltas.empty:
         return "_no paired cells yet_\n"
@@ -458,6 +498,10 @@ def build_report(grid: GridConfig, out_dir: str | Path | None = None, *, plots: 
             if rt:
                 parts.append(f"### {task}: ours beside the {grid.report.reference_name}\n")
                 parts.append(rt)
+            vc = view_comparison(grid, df, task)
+            if vc:
+                parts.append(f"### {task}: view against view\n")
+                parts.append(vc)
             pt = pool_table(grid, df, task)
             if pt:
                 parts.append(f"### {task}: where the unlabeled data comes from\n")
