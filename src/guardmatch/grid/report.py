@@ -34,23 +34,25 @@ METRICS = ("f1", "precision", "recall", "auprc", "ece", "fpr")
 # ----------------------------------------------------------------------------- collecting
 
 
+def _row_name(grid: GridConfig, method: str, augmenter: str | None, baseline: bool = False) -> str:
+    if baseline:
+        return grid.label("baseline", method)
+    name = grid.label("method", method)
+    return name if augmenter is None else f"{name} + {grid.label('augmenter', augmenter)}"
+
+
 def row_label(grid: GridConfig, cell: Cell) -> str:
-    if cell.kind == "baseline":
-        return grid.label("baseline", cell.method)
-    name = grid.label("method", cell.method)
-    return name if cell.augmenter is None else f"{name} + {grid.label('augmenter', cell.augmenter)}"
+    return _row_name(grid, cell.method, cell.augmenter, cell.kind == "baseline")
 
 
 def arm_label(grid: GridConfig, arm: str) -> str:
     """Display name of an arm key (``multimatch-llm-rewrite`` -> ``MultiMatch + LLM rewrite``)."""
-    if arm in grid.baselines:
-        return grid.label("baseline", arm)
-    if arm in grid.methods:
-        return grid.label("method", arm)
+    if arm in grid.baselines or arm in grid.methods:
+        return _row_name(grid, arm, None, baseline=arm in grid.baselines)
     for method in grid.methods:
         augmenter = arm.removeprefix(f"{method}-")
         if augmenter != arm and augmenter in grid.augmenters:
-            return f"{grid.label('method', method)} + {grid.label('augmenter', augmenter)}"
+            return _row_name(grid, method, augmenter)
     return arm
 
 
@@ -260,13 +262,13 @@ def view_comparison(grid: GridConfig, df: pd.DataFrame, task: str, n_boot: int =
                         cells.append("–")
                         continue
                     d = [float(fa.f1[s] - fb.f1[s]) for s in seeds]
-                    text = f"{np.mean(d):+.3f}" + (f" ± {np.std(d, ddof=1):.3f}" if len(d) > 1 else "")
-                    iv = _paired_interval(dict(zip(fb.index, fb.path)), dict(zip(fa.index, fa.path)), test_set,
-                                          float(fa.threshold.iloc[0]) if fa.threshold.notna().any() else 0.5,
-                                          n_boot) if n_boot else None
-                    if iv:
-                        text += f" [{iv['ci_lo']:+.3f}, {iv['ci_hi']:+.3f}]"
-                    cells.append(text + f" (n={len(d)})")
+                    entry = {"delta_mean": float(np.mean(d)),
+                             "delta_std": float(np.std(d, ddof=1)) if len(d) > 1 else float("nan")}
+                    if n_boot:
+                        threshold = float(fa.threshold.iloc[0]) if fa.threshold.notna().any() else 0.5
+                        entry.update(_paired_interval(dict(zip(fb.index, fb.path)), dict(zip(fa.index, fa.path)),
+                                                      test_set, threshold, n_boot) or {})
+                    cells.append(_delta_fmt(pd.Series(entry)) + f" (n={len(d)})")
                 lines.append(f"| {grid.label('method', method)} | {budget} | " + " | ".join(cells) + " |")
         if lines:
             parts.append(f"**{grid.label('augmenter', view_a)}** minus **{grid.label('augmenter', view_b)}**, "
