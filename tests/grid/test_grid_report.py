@@ -7,12 +7,13 @@ import pytest
 
 from guardmatch.errors import ConfigError
 from guardmatch.grid import load_grid_config
-from guardmatch.grid.report import aggregate, arm_label, goal_check, view_comparison
+from guardmatch.grid.report import aggregate, arm_label, goal_check, paired_deltas, view_comparison
 
 
-def _rows(arm: str, method: str, augmenter: str, kind: str, f1: dict[str, list[float]], order: int) -> list[dict]:
+def _rows(arm: str, method: str, augmenter: str, kind: str, f1: dict[str, list[float]], order: int,
+          budget: str = "200") -> list[dict]:
     return [{"task": "prompt", "pool": "in_source", "kind": kind, "method": method, "augmenter": augmenter,
-             "arm": arm, "row": arm, "budget": "200", "seed": seed, "test_set": test_set, "f1": value,
+             "arm": arm, "row": arm, "budget": budget, "seed": seed, "test_set": test_set, "f1": value,
              "precision": None, "recall": None, "auprc": None, "ece": None, "fpr": None, "labeled": 200,
              "unlabeled": 0, "threshold": 0.5, "order": order, "path": None}
             for test_set, values in f1.items() for seed, value in enumerate(values)]
@@ -87,3 +88,28 @@ def test_compare_views_names_must_be_augmenters(tmp_path):
             "name": "g", "output_dir": str(tmp_path), "tasks": {"prompt": {}},
             "methods": {"fixmatch": {"algorithm": "fixmatch"}}, "augmenters": {"llm": {"cache": "llm"}},
             "report": {"compare_views": [["llm", "bt"]]}})
+
+
+def test_against_all_labels_subtracts_all_label_supervised_from_every_row_of_the_budget():
+    df = pd.DataFrame(
+        _rows("supervised", "supervised", "", "run", {"wildguardtest": [0.80, 0.82]}, 0, budget="2000")
+        + _rows("fixmatch-llm", "fixmatch", "llm", "run", {"wildguardtest": [0.85, 0.83]}, 1, budget="2000")
+        + _rows("supervised", "supervised", "", "run", {"wildguardtest": [0.86, 0.88]}, 0, budget="all")
+        + _rows("fixmatch-llm", "fixmatch", "llm", "run", {"wildguardtest": [0.99, 0.99]}, 1, budget="200"))
+    d = paired_deltas(df, "prompt", "in_source", "2000", n_boot=0, reference_budget="all").set_index("row")
+    # supervised at 2,000 is now a row: (0.80 - 0.86, 0.82 - 0.88) = -0.06 each; FixMatch (-0.01, -0.05)
+    assert sorted(d.index) == ["fixmatch-llm", "supervised"]
+    assert abs(d.delta_mean["supervised"] + 0.06) < 1e-12 and abs(d.delta_std["supervised"]) < 1e-12
+    assert abs(d.delta_mean["fixmatch-llm"] + 0.03) < 1e-12
+    assert abs(d.delta_std["fixmatch-llm"] - 0.04 / 2 ** 0.5) < 1e-12   # sample std of (-0.01, -0.05)
+    # the same-budget comparison is unchanged: supervised is the reference, not a row
+    same = paired_deltas(df, "prompt", "in_source", "2000", n_boot=0)
+    assert list(same.row) == ["fixmatch-llm"] and abs(same.delta_mean.iloc[0] - 0.03) < 1e-12
+
+
+def test_against_all_labels_needs_the_budget_and_all(tmp_path):
+    with pytest.raises(ConfigError, match=r"report.against_all_labels: budget 2000 needs both"):
+        load_grid_config(data={
+            "name": "g", "output_dir": str(tmp_path), "tasks": {"prompt": {}}, "budgets": [200, 2000],
+            "methods": {"supervised": {"algorithm": "supervised"}},
+            "report": {"against_all_labels": [2000]}})

@@ -158,6 +158,9 @@ class ReportSpec(StrictModel):
     compare_views: list[tuple[str, str]] = Field(default_factory=list, description=(
         "augmenter pairs (A, B) compared head to head: F1 of method + A minus method + B, paired by seed, "
         "for every method, budget and test set where both arms finished"))
+    against_all_labels: list[int] = Field(default_factory=list, description=(
+        "budgets whose rows are also compared with supervised training on all labels (F1 minus it, per seed "
+        "index, with a 95 % bootstrap interval over test examples and seeds): how close SSL gets to full labels"))
 
 
 class GridConfig(StrictModel):
@@ -212,6 +215,10 @@ class GridConfig(StrictModel):
                 if ref not in self.augmenters:
                     problems.append(f"report.compare_views[{i}]: unknown augmenter {ref!r} "
                                     f"(augmenters: {sorted(self.augmenters)})")
+        for budget in self.report.against_all_labels:
+            if budget not in self.budgets or "all" not in self.budgets:
+                problems.append(f"report.against_all_labels: budget {budget} needs both {budget} and 'all' in "
+                                f"budgets (budgets: {self.budgets})")
         if problems:
             raise ValueError("; ".join(problems))
         for name in list(self.methods) + list(self.baselines) + list(self.augmenters) + list(self.pools):

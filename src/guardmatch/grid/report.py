@@ -199,15 +199,18 @@ def _paired_interval(ref_paths: dict[int, str], paths: dict[int, str], test_set:
 
 
 def paired_deltas(df: pd.DataFrame, task: str, pool: str, budget: str, reference: str = "supervised",
-                  first_pool: str = "in_source", n_boot: int = 1000) -> pd.DataFrame:
+                  first_pool: str = "in_source", n_boot: int = 1000,
+                  reference_budget: str | None = None) -> pd.DataFrame:
     """F1 of each row minus the reference row, per seed (same labeled split), then mean/std, and a
     95 % paired bootstrap interval over test examples and seeds where the cells saved their scores
-    (``n_boot=0``: no interval)."""
-    base_rows = df[(df.task == task) & (df.pool == first_pool) & (df.arm == reference) & (df.budget == budget)]
+    (``n_boot=0``: no interval). ``reference_budget``: take the reference at another budget (e.g.
+    supervised on all labels); the reference arm at ``budget`` is then one of the rows."""
+    ref_budget = reference_budget or budget
+    base_rows = df[(df.task == task) & (df.pool == first_pool) & (df.arm == reference) & (df.budget == ref_budget)]
     if base_rows.empty:
         return pd.DataFrame()
     base = base_rows.set_index(["seed", "test_set"]).f1
-    others = df[(df.task == task) & (df.budget == budget) & (df.arm != reference) &
+    others = df[(df.task == task) & (df.budget == budget) & ((df.arm != reference) | (ref_budget != budget)) &
                 ((df.pool == pool) | (df.kind == "baseline"))]
     out = []
     for (row, arm, kind), g in others.groupby(["row", "arm", "kind"], sort=False):
@@ -496,6 +499,15 @@ def build_report(grid: GridConfig, out_dir: str | Path | None = None, *, plots: 
                                  "mean ± std over seeds [95 % paired bootstrap interval over test examples and seeds, "
                                  "1,000 replicates]\n")
                     parts.append(delta_table(deltas, sets))
+                if budget != "all" and int(budget) in grid.report.against_all_labels:
+                    deltas = paired_deltas(df, task, tspec.pools[0], budget, first_pool=tspec.pools[0],
+                                           reference_budget="all")
+                    if not deltas.empty:
+                        parts.append(f"### {task} · {budget} labels: F1 minus supervised on all labels\n\n"
+                                     "mean ± std over seeds (paired by seed index: the all-label cells share "
+                                     "their labels and differ in initialisation) [95 % paired bootstrap "
+                                     "interval over test examples and seeds, 1,000 replicates]\n")
+                        parts.append(delta_table(deltas, sets))
             rt = reference_table(grid, summary, task)
             if rt:
                 parts.append(f"### {task}: ours beside the {grid.report.reference_name}\n")
