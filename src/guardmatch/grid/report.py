@@ -493,20 +493,19 @@ def build_report(grid: GridConfig, out_dir: str | Path | None = None, *, plots: 
                 parts.append(f"## {task} task · pool {grid.label('pool', pool)}\n")
                 parts.append(main_table(grid, summary, task, pool))
             for budget in _budget_order(grid, task):
-                deltas = paired_deltas(df, task, tspec.pools[0], budget, first_pool=tspec.pools[0])
-                if not deltas.empty:
-                    parts.append(f"### {task} · {budget} labels: F1 minus supervised (paired by seed)\n\n"
-                                 "mean ± std over seeds [95 % paired bootstrap interval over test examples and seeds, "
-                                 "1,000 replicates]\n")
-                    parts.append(delta_table(deltas, sets))
+                references: list[tuple[str | None, str, str]] = [
+                    (None, "F1 minus supervised (paired by seed)", "")]
                 if budget != "all" and int(budget) in grid.report.against_all_labels:
+                    references.append(("all", "F1 minus supervised on all labels",
+                                       " (paired by seed index: the all-label cells share their labels and differ "
+                                       "in initialisation)"))
+                for reference_budget, title, pairing in references:
                     deltas = paired_deltas(df, task, tspec.pools[0], budget, first_pool=tspec.pools[0],
-                                           reference_budget="all")
+                                           reference_budget=reference_budget)
                     if not deltas.empty:
-                        parts.append(f"### {task} · {budget} labels: F1 minus supervised on all labels\n\n"
-                                     "mean ± std over seeds (paired by seed index: the all-label cells share "
-                                     "their labels and differ in initialisation) [95 % paired bootstrap "
-                                     "interval over test examples and seeds, 1,000 replicates]\n")
+                        parts.append(f"### {task} · {budget} labels: {title}\n\n"
+                                     f"mean ± std over seeds{pairing} [95 % paired bootstrap interval over test "
+                                     "examples and seeds, 1,000 replicates]\n")
                         parts.append(delta_table(deltas, sets))
             rt = reference_table(grid, summary, task)
             if rt:
